@@ -1,0 +1,52 @@
+"""The `gpucloud` command: dispatches to each part's own main()."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+USAGE = """usage: gpucloud COMMAND [options]
+
+commands:
+  up        run the whole cloud on this machine: core, gateway, simulated workers
+  server    run the core gRPC server
+  gateway   run the HTTP gateway
+  worker    run a worker agent
+"""
+
+
+def _command(name: str) -> Callable[[Sequence[str]], int] | None:
+    # Imported lazily so `gpucloud worker` does not load the server's dependencies.
+    if name == "up":
+        from gpucloud_gateway.up import main as up
+
+        return up
+    if name == "server":
+        from gpucloud_server.main import main as server
+
+        return server
+    if name == "gateway":
+        from gpucloud_gateway.main import main as gateway
+
+        return gateway
+    if name == "worker":
+        from gpucloud_worker.main import main as worker
+
+        return worker
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(USAGE, end="")
+        return 0 if args else 2
+    command = _command(args[0])
+    if command is None:
+        print(f"gpucloud: unknown command '{args[0]}'\n\n{USAGE}", end="", file=sys.stderr)
+        return 2
+    return command(args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

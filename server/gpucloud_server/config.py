@@ -1,0 +1,91 @@
+"""The core's settings: one frozen object, read once from flags and GPUCLOUD_* env in main()."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    """Everything the core process needs; nothing else reads the environment."""
+
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    data_dir: Path = field(default_factory=lambda: Path(".data"))
+    # None = SQLite in data_dir; else a SQLAlchemy URL (postgresql+asyncpg://…).
+    database_url: str | None = None
+    # None = in-process rate limits; else redis://… shared by every core.
+    redis_url: str | None = None
+    join_token: str = "gpucloud-dev-join-token"  # noqa: S105 - the embedded default, printed by `up`
+    # None = generated once and kept in data_dir.
+    jwt_secret: str | None = None
+    jwt_ttl_s: int = 12 * 3600
+    admin_email: str = "admin@gpucloud.local"
+    admin_password: str = "admin123"  # noqa: S105 - documented default, flagged until changed
+    default_requests_per_minute: int = 60
+    default_tokens_per_minute: int = 100_000
+    queue_capacity: int = 1000
+    max_queue_wait_s: float = 300.0
+    heartbeat_interval_s: float = 5.0
+    missed_heartbeats: int = 3
+    ageing_step_s: float = 10.0
+    max_attempts: int = 3
+    shutdown_grace_s: float = 10.0
+    usage_flush_interval_s: float = 1.0
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.grpc_host}:{self.grpc_port}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the core; each defaults to its GPUCLOUD_* variable."""
+    parser.add_argument("--grpc-host")
+    parser.add_argument("--grpc-port", type=int)
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--database-url")
+    parser.add_argument("--redis-url")
+    parser.add_argument("--join-token")
+    parser.add_argument("--queue-capacity", type=int)
+
+
+_ENV: dict[str, tuple[str, type]] = {
+    "grpc_host": ("GPUCLOUD_GRPC_HOST", str),
+    "grpc_port": ("GPUCLOUD_GRPC_PORT", int),
+    "data_dir": ("GPUCLOUD_DATA_DIR", Path),
+    "database_url": ("GPUCLOUD_DATABASE_URL", str),
+    "redis_url": ("GPUCLOUD_REDIS_URL", str),
+    "join_token": ("GPUCLOUD_JOIN_TOKEN", str),
+    "jwt_secret": ("GPUCLOUD_JWT_SECRET", str),
+    "jwt_ttl_s": ("GPUCLOUD_JWT_TTL_S", int),
+    "admin_email": ("GPUCLOUD_ADMIN_EMAIL", str),
+    "admin_password": ("GPUCLOUD_ADMIN_PASSWORD", str),
+    "default_requests_per_minute": ("GPUCLOUD_DEFAULT_RPM", int),
+    "default_tokens_per_minute": ("GPUCLOUD_DEFAULT_TPM", int),
+    "queue_capacity": ("GPUCLOUD_QUEUE_CAPACITY", int),
+    "max_queue_wait_s": ("GPUCLOUD_MAX_QUEUE_WAIT_S", float),
+    "heartbeat_interval_s": ("GPUCLOUD_HEARTBEAT_INTERVAL_S", float),
+    "shutdown_grace_s": ("GPUCLOUD_SHUTDOWN_GRACE_S", float),
+}
+
+
+def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> CoreSettings:
+    """Flags win over env, env over defaults."""
+    values: dict[str, object] = {}
+    for name, (var, kind) in _ENV.items():
+        if var in env and env[var] != "":
+            values[name] = kind(env[var])
+        flag = getattr(args, name, None) if args is not None else None
+        if flag is not None:
+            values[name] = flag
+    return CoreSettings(**values)  # type: ignore[arg-type]
+
+
+def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> CoreSettings:
+    parser = argparse.ArgumentParser(prog="gpucloud server", description="Run the gpucloud core.")
+    add_arguments(parser)
+    return from_sources(parser.parse_args(list(argv)), os.environ if env is None else env)
