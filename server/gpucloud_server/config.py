@@ -36,6 +36,17 @@ class CoreSettings:
     max_attempts: int = 3
     shutdown_grace_s: float = 10.0
     usage_flush_interval_s: float = 1.0
+    # PostgreSQL pool: bounded, and an exhausted pool fails fast as UNAVAILABLE.
+    db_pool_size: int = 10
+    db_pool_timeout_s: float = 5.0
+    db_connect_timeout_s: float = 5.0
+    db_statement_timeout_s: float = 15.0
+    # Prefix of every Redis key and channel, so several clusters can share one Redis.
+    redis_namespace: str = "gpucloud"
+    # Login throttling: failures allowed per account+IP and per IP within the window.
+    login_max_failures: int = 5
+    login_max_failures_per_ip: int = 50
+    login_lockout_s: int = 900
 
     @property
     def grpc_address(self) -> str:
@@ -70,6 +81,13 @@ _ENV: dict[str, tuple[str, type]] = {
     "max_queue_wait_s": ("GPUCLOUD_MAX_QUEUE_WAIT_S", float),
     "heartbeat_interval_s": ("GPUCLOUD_HEARTBEAT_INTERVAL_S", float),
     "shutdown_grace_s": ("GPUCLOUD_SHUTDOWN_GRACE_S", float),
+    "db_pool_size": ("GPUCLOUD_DB_POOL_SIZE", int),
+    "db_pool_timeout_s": ("GPUCLOUD_DB_POOL_TIMEOUT_S", float),
+    "db_statement_timeout_s": ("GPUCLOUD_DB_STATEMENT_TIMEOUT_S", float),
+    "redis_namespace": ("GPUCLOUD_REDIS_NAMESPACE", str),
+    "login_max_failures": ("GPUCLOUD_LOGIN_MAX_FAILURES", int),
+    "login_max_failures_per_ip": ("GPUCLOUD_LOGIN_MAX_FAILURES_PER_IP", int),
+    "login_lockout_s": ("GPUCLOUD_LOGIN_LOCKOUT_S", int),
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -130,7 +130,7 @@ class Backend(Protocol):
     async def start(self) -> WorkerDescription:
         """Prepares the backend (loads models, probes the upstream) and describes it."""
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk | Finish]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk | Finish, None]:
         """Runs one generation."""
 
     async def health(self) -> Health:

@@ -1,0 +1,230 @@
+"""The management REST API of docs/management-api.md: JSON in, AuthService/MonitorService out.
+
+The caller's JWT travels to the core as `authorization` metadata; the core
+decides who may see what (another user's key is a 404 there, not here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
+
+import grpc
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from gpucloud.v1 import auth_pb2, auth_pb2_grpc, monitor_pb2, monitor_pb2_grpc
+from gpucloud_gateway import management_json as js
+from gpucloud_gateway.errors import ApiError, from_grpc, invalid, sse_error_event
+from gpucloud_gateway.middleware import request_info
+from gpucloud_gateway.sse import KEEPALIVE, EventStreamResponse, batches
+from gpucloud_gateway.validation import integer, json_object, moment, string, string_list
+
+if TYPE_CHECKING:
+    from gpucloud.v1.auth_pb2_grpc import AuthServiceAsyncStub
+    from gpucloud.v1.monitor_pb2_grpc import MonitorServiceAsyncStub
+
+Handler = Callable[[Request], Awaitable[Response]]
+# EventSource reconnects after this many milliseconds when the feed drops.
+_SSE_RETRY = b"retry: 3000\n\n"
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _jwt(request: Request, *, allow_query: bool = False) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if allow_query and (query := request.query_params.get("token")):
+        return query
+    raise ApiError(401, "Missing bearer token: log in first.", code="missing_token")
+
+
+class ManagementRoutes:
+    """Handlers sharing one channel's Auth and Monitor stubs."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float, keepalive_s: float) -> None:
+        self._auth = cast("AuthServiceAsyncStub", auth_pb2_grpc.AuthServiceStub(channel))
+        self._monitor = cast(
+            "MonitorServiceAsyncStub", monitor_pb2_grpc.MonitorServiceStub(channel)
+        )
+        self._timeout_s = timeout_s
+        self._keepalive_s = keepalive_s
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/api/auth/login", self.login, methods=["POST"]),
+            Route("/api/auth/me", self.me, methods=["GET"]),
+            Route("/api/auth/password", self.change_password, methods=["POST"]),
+            Route("/api/users", self.create_user, methods=["POST"]),
+            Route("/api/keys", self.list_keys, methods=["GET"]),
+            Route("/api/keys", self.create_key, methods=["POST"]),
+            Route("/api/keys/{key_id}", self.revoke_key, methods=["DELETE"]),
+            Route("/api/monitoring/workers", self.workers, methods=["GET"]),
+            Route("/api/monitoring/queue", self.queue, methods=["GET"]),
+            Route("/api/monitoring/metrics", self.metrics, methods=["GET"]),
+            Route("/api/monitoring/events", self.events, methods=["GET"]),
+        ]
+
+    def _metadata(self, request: Request, token: str | None) -> tuple[tuple[str, str], ...]:
+        client = request.scope.get("client")
+        pairs = [
+            ("x-request-id", request_info(request).request_id),
+            ("x-forwarded-for", client[0] if client else ""),
+        ]
+        if token is not None:
+            pairs.append(("authorization", f"Bearer {token}"))
+        return tuple(pairs)
+
+    async def _unary(self, request: Request, method: Any, message: Any, token: str | None) -> Any:
+        try:
+            return await method(
+                message, metadata=self._metadata(request, token), timeout=self._timeout_s
+            )
+        except grpc.aio.AioRpcError as err:
+            request_info(request).error = err.code().name
+            raise from_grpc(err, request_info(request).request_id) from None
+
+    async def login(self, request: Request) -> Response:
+        body = json_object(await request.body())
+        message = auth_pb2.LoginRequest(
+            email=string(body, "email", "email", required=True) or "",
+            password=string(body, "password", "password", required=True) or "",
+        )
+        reply = await self._unary(request, self._auth.Login, message, None)
+        return json_response(
+            {"token": reply.token, "expiresAt": reply.expires_at, "user": js.user(reply.user)}
+        )
+
+    async def me(self, request: Request) -> Response:
+        reply = await self._unary(request, self._auth.GetMe, auth_pb2.GetMeRequest(), _jwt(request))
+        return json_response({"user": js.user(reply.user)})
+
+    async def change_password(self, request: Request) -> Response:
+        token = _jwt(request)
+        body = json_object(await request.body())
+        message = auth_pb2.ChangePasswordRequest(
+            current_password=string(body, "currentPassword", "currentPassword", required=True)
+            or "",
+            new_password=string(body, "newPassword", "newPassword", required=True) or "",
+        )
+        reply = await self._unary(request, self._auth.ChangePassword, message, token)
+        return json_response({"user": js.user(reply.user)})
+
+    async def create_user(self, request: Request) -> Response:
+        token = _jwt(request)
+        body = json_object(await request.body())
+        role = string(body, "role", "role") or "member"
+        if role not in js.ROLE_VALUES:
+            raise invalid("Invalid 'role': expected 'admin' or 'member'.", "role", "invalid_value")
+        message = auth_pb2.CreateUserRequest(
+            email=string(body, "email", "email", required=True) or "",
+            password=string(body, "password", "password", required=True) or "",
+            role=js.ROLE_VALUES[role],
+        )
+        reply = await self._unary(request, self._auth.CreateUser, message, token)
+        return json_response({"user": js.user(reply.user)}, status=201)
+
+    async def list_keys(self, request: Request) -> Response:
+        reply = await self._unary(
+            request, self._auth.ListApiKeys, auth_pb2.ListApiKeysRequest(), _jwt(request)
+        )
+        return json_response({"keys": [js.api_key(k) for k in reply.keys]})
+
+    async def create_key(self, request: Request) -> Response:
+        token = _jwt(request)
+        reply = await self._unary(
+            request, self._auth.CreateApiKey, _key_request(await request.body()), token
+        )
+        return json_response({"key": js.api_key(reply.key), "secret": reply.secret}, status=201)
+
+    async def revoke_key(self, request: Request) -> Response:
+        message = auth_pb2.RevokeApiKeyRequest(id=request.path_params["key_id"])
+        reply = await self._unary(request, self._auth.RevokeApiKey, message, _jwt(request))
+        return json_response({"key": js.api_key(reply.key)})
+
+    async def workers(self, request: Request) -> Response:
+        reply = await self._unary(
+            request, self._monitor.ListWorkers, monitor_pb2.ListWorkersRequest(), _jwt(request)
+        )
+        return json_response({"workers": [js.worker(w) for w in reply.workers]})
+
+    async def queue(self, request: Request) -> Response:
+        reply = await self._unary(
+            request, self._monitor.GetQueue, monitor_pb2.GetQueueRequest(), _jwt(request)
+        )
+        return json_response(js.queue(reply))
+
+    async def metrics(self, request: Request) -> Response:
+        token = _jwt(request)
+        query = dict(request.query_params)
+        try:
+            params = {k: int(query[k]) for k in ("windowMinutes", "bucketSeconds") if k in query}
+        except ValueError:
+            raise invalid("windowMinutes and bucketSeconds must be integers.") from None
+        message = monitor_pb2.GetMetricsRequest(
+            window_minutes=integer(params, "windowMinutes", 1, 1440) or 0,
+            bucket_seconds=integer(params, "bucketSeconds", 10, 3600) or 0,
+        )
+        reply = await self._unary(request, self._monitor.GetMetrics, message, token)
+        return json_response(js.metrics(reply))
+
+    async def events(self, request: Request) -> Response:
+        """The live feed: `worker`, `stats` and `task_error` events from MonitorService.Watch."""
+        token = _jwt(request, allow_query=True)
+        call = self._monitor.Watch(
+            monitor_pb2.WatchRequest(), metadata=self._metadata(request, token)
+        )
+        try:
+            # Auth failures end the call before any event: answer them as plain HTTP errors.
+            first = await call.read()
+        except grpc.aio.AioRpcError as err:
+            request_info(request).error = err.code().name
+            raise from_grpc(err, request_info(request).request_id) from None
+        except BaseException:
+            call.cancel()
+            raise
+        return EventStreamResponse(self._feed(call, first, request_info(request).request_id))
+
+    async def _feed(self, call: Any, first: Any, request_id: str) -> AsyncGenerator[bytes, None]:
+        try:
+            yield _SSE_RETRY + _watch_event(first)
+            async with contextlib.aclosing(batches(call, self._keepalive_s)) as stream:
+                async for batch in stream:
+                    yield b"".join(map(_watch_event, batch)) if batch else KEEPALIVE
+        except grpc.aio.AioRpcError as err:
+            yield sse_error_event(from_grpc(err, request_id))
+        finally:
+            call.cancel()
+
+
+def _watch_event(message: Any) -> bytes:
+    event = js.watch_event(message)
+    if event is None:
+        return b""
+    name, data = event
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _key_request(raw: bytes) -> auth_pb2.CreateApiKeyRequest:
+    body = json_object(raw)
+    name = (string(body, "name", "name", required=True) or "").strip()
+    if not 1 <= len(name) <= 100:
+        raise invalid("Invalid 'name': expected 1 to 100 characters.", "name", "invalid_value")
+    message = auth_pb2.CreateApiKeyRequest(
+        name=name,
+        rate_limit_per_minute=integer(body, "rateLimitPerMinute", 0, 1_000_000) or 0,
+        tokens_per_minute=integer(body, "tokensPerMinute", 0, 1_000_000_000) or 0,
+        priority=integer(body, "priority", 1, 10) or 0,
+        allowed_models=string_list(body, "allowedModels"),
+    )
+    expires = moment(body, "expiresAt")
+    if expires is not None:
+        message.expires_at.CopyFrom(js.timestamp(expires))
+    return message

@@ -1,0 +1,172 @@
+"""Builds users, sessions, keys, limits and usage from CoreSettings and runs their lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from argon2 import PasswordHasher
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from redis.asyncio import Redis
+
+from gpucloud_server.config import CoreSettings
+from gpucloud_server.keycache import KeyCache
+from gpucloud_server.keys import ApiKeys
+from gpucloud_server.keyspec import KeyDefaults
+from gpucloud_server.limits import KeyRateLimiter
+from gpucloud_server.login import LoginPolicy, Logins, LoginThrottle
+from gpucloud_server.metrics import UsageMetrics
+from gpucloud_server.revocation import RevocationFeed
+from gpucloud_server.sessions import Sessions, load_or_create_secret
+from gpucloud_server.storage import open_database
+from gpucloud_server.usage import UsageWriter
+from gpucloud_server.users import Users
+
+if TYPE_CHECKING:
+    from gpucloud_server.servicers.auth import AuthServicer
+    from gpucloud_server.servicers.metrics import ProtoMetrics
+
+log = logging.getLogger(__name__)
+
+# With Redis, revocations arrive over pub/sub and the TTL is only a backstop;
+# without it, the TTL alone bounds how long another core may accept a revoked key.
+CACHE_TTL_WITH_FEED_S = 30.0
+CACHE_TTL_ALONE_S = 1.0
+
+
+def _redis(url: str) -> Redis:
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=2.0,
+        socket_timeout=2.0,
+        health_check_interval=10,
+    )
+
+
+def _limits_storage(redis: Redis | None, url: str | None, namespace: str) -> Storage:
+    if redis is None or url is None:
+        return MemoryStorage(wrap_exceptions=True)
+    return RedisStorage(
+        "async+" + url,
+        wrap_exceptions=True,
+        implementation="redispy",
+        key_prefix=f"{namespace}:limits",
+        connection_pool=redis.connection_pool,  # type: ignore[arg-type]
+    )
+
+
+class Identity:
+    """Everything identity-related the core needs, from one settings object.
+
+    `await start()` migrates the database, creates the default admin, loads the
+    JWT secret and starts the background writers; `await close()` flushes usage
+    and last-used times and releases connections. Also an async context manager.
+    """
+
+    def __init__(self, settings: CoreSettings, *, password_hasher: PasswordHasher | None = None):
+        self.settings = settings
+        namespace = settings.redis_namespace
+        self.database = open_database(settings)
+        self._redis = _redis(settings.redis_url) if settings.redis_url else None
+        self._limits_storage = _limits_storage(self._redis, settings.redis_url, namespace)
+        ttl = CACHE_TTL_WITH_FEED_S if self._redis else CACHE_TTL_ALONE_S
+        self.key_cache = KeyCache(ttl)
+        self._feed = (
+            RevocationFeed(self._redis, f"{namespace}:keys:revoked", self.key_cache)
+            if self._redis
+            else None
+        )
+        self.users = Users(self.database, password_hasher)
+        defaults = KeyDefaults(
+            settings.default_requests_per_minute, settings.default_tokens_per_minute
+        )
+        self.keys = ApiKeys(self.database, self.key_cache, defaults=defaults, feed=self._feed)
+        self.limiter = KeyRateLimiter(self._limits_storage, namespace)
+        self.usage = UsageWriter(self.database, settings.usage_flush_interval_s)
+        self.usage_metrics = UsageMetrics(self.database)
+        self._metrics: ProtoMetrics | None = None
+        policy = LoginPolicy(
+            settings.login_max_failures, settings.login_max_failures_per_ip, settings.login_lockout_s
+        )
+        self._throttle = LoginThrottle(self._limits_storage, policy, namespace)
+        self._sessions: Sessions | None = None
+        self._logins: Logins | None = None
+
+    @property
+    def sessions(self) -> Sessions:
+        """The SessionAuthority; available after start()."""
+        if self._sessions is None:
+            raise RuntimeError("Identity.start() has not run")
+        return self._sessions
+
+    @property
+    def logins(self) -> Logins:
+        if self._logins is None:
+            raise RuntimeError("Identity.start() has not run")
+        return self._logins
+
+    @property
+    def metrics(self) -> ProtoMetrics:
+        """Usage aggregates as GetMetricsResponse (servicers.monitor.MetricsSource)."""
+        if self._metrics is None:
+            from gpucloud_server.servicers.metrics import ProtoMetrics
+
+            self._metrics = ProtoMetrics(self.usage_metrics)
+        return self._metrics
+
+    def auth_servicer(self) -> AuthServicer:
+        """The AuthService implementation; call after start()."""
+        # Imported here: the identity core itself does not depend on grpc.
+        from gpucloud_server.servicers.auth import AuthServicer
+
+        return AuthServicer(self.logins, self.sessions, self.users, self.keys)
+
+    async def start(self) -> None:
+        await self.database.migrate()
+        await self.users.ensure_admin(self.settings.admin_email, self.settings.admin_password)
+        secret = self.settings.jwt_secret or await asyncio.to_thread(
+            load_or_create_secret, self.settings.data_dir
+        )
+        self._sessions = Sessions(secret, ttl_s=self.settings.jwt_ttl_s)
+        self._logins = Logins(self.users, self._sessions, self._throttle)
+        if self._feed is not None:
+            await self._feed.start()
+        await self.keys.start()
+        await self.usage.start()
+
+    async def close(self) -> None:
+        """Flushes what is pending, then releases connections; safe to call twice."""
+        for step in (self.usage.close, self.keys.close):
+            try:
+                await step()
+            except Exception:
+                log.exception("flush on close failed")
+        if self._feed is not None:
+            await self._feed.close()
+        await self._close_limits_timer()
+        if self._redis is not None:
+            await self._redis.aclose()
+        await self.database.close()
+
+    async def _close_limits_timer(self) -> None:
+        # MemoryStorage expires entries in a task of its own; do not leave it pending.
+        timer = getattr(self._limits_storage, "timer", None)
+        if isinstance(timer, asyncio.Task) and not timer.done():
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+
+    async def __aenter__(self) -> Identity:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

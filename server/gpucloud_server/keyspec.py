@@ -1,0 +1,84 @@
+"""What a new API key may ask for, and the bounds it is held to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpucloud_server.errors import InvalidArgument
+
+MAX_NAME = 100
+MAX_MODELS = 64
+MAX_MODEL_NAME = 200
+MAX_REQUESTS_PER_MINUTE = 1_000_000
+MAX_TOKENS_PER_MINUTE = 1_000_000_000
+MAX_LIFETIME_S = 10 * 365 * 86400
+DEFAULT_PRIORITY = 5
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDefaults:
+    requests_per_minute: int
+    tokens_per_minute: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """A key request; zeros mean the server default, as in the API."""
+
+    name: str
+    requests_per_minute: int = 0
+    tokens_per_minute: int = 0
+    priority: int = 0
+    expires_at: float | None = None  # unix seconds
+    allowed_models: tuple[str, ...] = ()
+
+
+def _check_name(name: str) -> str:
+    clean = name.strip()
+    if not 1 <= len(clean) <= MAX_NAME or not clean.isprintable():
+        raise InvalidArgument(f"name must be 1 to {MAX_NAME} printable characters")
+    return clean
+
+
+def _check_models(models: tuple[str, ...]) -> tuple[str, ...]:
+    if len(models) > MAX_MODELS:
+        raise InvalidArgument(f"at most {MAX_MODELS} allowed models")
+    seen: dict[str, None] = {}
+    for model in models:
+        if not 1 <= len(model) <= MAX_MODEL_NAME or not model.isprintable():
+            raise InvalidArgument(f"model names must be 1 to {MAX_MODEL_NAME} characters")
+        seen[model] = None
+    return tuple(seen)
+
+
+def _check_rate(value: int, default: int, ceiling: int, what: str) -> int:
+    if not 0 <= value <= ceiling:
+        raise InvalidArgument(f"{what} must be 0 (the default) to {ceiling}")
+    return value or default
+
+
+def validate_spec(spec: KeySpec, defaults: KeyDefaults, now: float) -> KeySpec:
+    """The spec with defaults filled in; raises InvalidArgument when out of bounds."""
+    if not 0 <= spec.priority <= 10:
+        raise InvalidArgument("priority must be 1 to 10 (0 means 5)")
+    expires_at = spec.expires_at
+    if expires_at is not None and not now < expires_at <= now + MAX_LIFETIME_S:
+        raise InvalidArgument("expires_at must be in the future, at most 10 years away")
+    return KeySpec(
+        name=_check_name(spec.name),
+        requests_per_minute=_check_rate(
+            spec.requests_per_minute,
+            defaults.requests_per_minute,
+            MAX_REQUESTS_PER_MINUTE,
+            "rate_limit_per_minute",
+        ),
+        tokens_per_minute=_check_rate(
+            spec.tokens_per_minute,
+            defaults.tokens_per_minute,
+            MAX_TOKENS_PER_MINUTE,
+            "tokens_per_minute",
+        ),
+        priority=spec.priority or DEFAULT_PRIORITY,
+        expires_at=expires_at,
+        allowed_models=_check_models(spec.allowed_models),
+    )

@@ -1,0 +1,149 @@
+"""The worker registry: who is connected, what they serve, how loaded they are."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gpucloud_server.tasks import Task
+
+
+class WorkerState(Enum):
+    ONLINE = "online"
+    DRAINING = "draining"
+    UNHEALTHY = "unhealthy"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class Gpu:
+    name: str
+    memory_total_bytes: int
+    memory_bandwidth_gbps: float
+    bf16_tflops: float
+
+
+@dataclass(frozen=True, slots=True)
+class GpuReading:
+    index: int
+    utilization_percent: float
+    memory_used_bytes: int
+    temperature_celsius: float | None
+    power_watts: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """What a worker says of itself when it registers."""
+
+    worker_id: str
+    name: str
+    backend: str
+    gpus: tuple[Gpu, ...]
+    models: tuple[tuple[str, str], ...]  # (model id, owned by)
+    slots: int
+    speed: float
+
+
+@dataclass(eq=False, slots=True)
+class Worker:
+    """One worker session as the core sees it; `outbox` feeds the session's writer."""
+
+    info: WorkerInfo
+    session: int
+    outbox: asyncio.Queue[object | None] = field(default_factory=asyncio.Queue)
+    state: WorkerState = WorkerState.ONLINE
+    active: dict[str, Task] = field(default_factory=dict)
+    readings: tuple[GpuReading, ...] = ()
+    status_message: str = ""
+    connected_at: float = field(default_factory=time.time)
+    last_heartbeat: float = field(default_factory=time.time)
+    last_seen: float = field(default_factory=time.monotonic)
+    tasks_completed: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.info.worker_id
+
+    @property
+    def load(self) -> float:
+        return len(self.active) / max(1, self.info.slots)
+
+    def serves(self, model: str) -> bool:
+        return any(m == model for m, _ in self.info.models)
+
+    def can_take(self) -> bool:
+        return self.state is WorkerState.ONLINE and len(self.active) < self.info.slots
+
+
+class Registry:
+    """Connected workers and recently departed ones (kept for the dashboard)."""
+
+    def __init__(self, offline_retention_s: float = 600.0) -> None:
+        self._workers: dict[str, Worker] = {}
+        self._sessions = 0
+        self._offline_retention_s = offline_retention_s
+        self.model_first_seen: dict[str, tuple[float, str]] = {}  # id -> (unix time, owned by)
+
+    def __iter__(self) -> Iterator[Worker]:
+        return iter(self._workers.values())
+
+    def get(self, worker_id: str) -> Worker | None:
+        return self._workers.get(worker_id)
+
+    def add(self, info: WorkerInfo) -> tuple[Worker, Worker | None]:
+        """Registers a session; returns it and the session it replaces, if any."""
+        self._sessions += 1
+        previous = self._workers.get(info.worker_id)
+        worker = Worker(info, self._sessions)
+        self._workers[info.worker_id] = worker
+        for model, owned_by in info.models:
+            self.model_first_seen.setdefault(model, (time.time(), owned_by))
+        if previous is not None and previous.state is WorkerState.OFFLINE:
+            previous = None
+        return worker, previous
+
+    def live(self) -> Iterator[Worker]:
+        return (w for w in self._workers.values() if w.state is not WorkerState.OFFLINE)
+
+    def serving(self, model: str) -> list[Worker]:
+        """Workers that serve `model` now or may again soon (online or unhealthy)."""
+        return [
+            w
+            for w in self._workers.values()
+            if w.state in (WorkerState.ONLINE, WorkerState.UNHEALTHY) and w.serves(model)
+        ]
+
+    def models_with_capacity(self) -> set[str]:
+        return {m for w in self._workers.values() if w.can_take() for m, _ in w.info.models}
+
+    def pick(self, model: str) -> Worker | None:
+        """The least-loaded worker with a free slot for `model`; ties go to the faster GPU."""
+        candidates = [w for w in self._workers.values() if w.can_take() and w.serves(model)]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda w: (w.load, -w.info.speed, w.info.worker_id))
+
+    def served_models(self) -> dict[str, int]:
+        """Model id -> number of online workers serving it."""
+        counts: dict[str, int] = {}
+        for worker in self._workers.values():
+            if worker.state is WorkerState.ONLINE:
+                for model, _ in worker.info.models:
+                    counts[model] = counts.get(model, 0) + 1
+        return counts
+
+    def expired(self, now: float, timeout_s: float) -> list[Worker]:
+        """Live workers whose last heartbeat is older than `timeout_s`."""
+        return [w for w in self.live() if now - w.last_seen > timeout_s]
+
+    def prune(self, now: float) -> None:
+        for worker in list(self._workers.values()):
+            offline = worker.state is WorkerState.OFFLINE
+            if offline and now - worker.last_seen > self._offline_retention_s:
+                del self._workers[worker.id]

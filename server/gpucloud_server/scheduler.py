@@ -1,0 +1,342 @@
+"""The scheduler: admits tasks, dispatches them to workers, follows them to their end.
+
+Plain async Python without grpc. The servicers feed it what callers and workers
+say; it answers through each task's event queue and each worker's outbox.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gpucloud_server.errors import (
+    GpucloudError,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
+from gpucloud_server.hub import Hub
+from gpucloud_server.queue import FairQueue
+from gpucloud_server.registry import GpuReading, Registry, Worker, WorkerInfo, WorkerState
+from gpucloud_server.tasks import (
+    Delta,
+    Failed,
+    Finished,
+    Outcome,
+    Queued,
+    Started,
+    Task,
+    TaskSpec,
+    TaskState,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    queue_capacity: int = 1000
+    max_queue_wait_s: float = 300.0
+    heartbeat_timeout_s: float = 15.0
+    ageing_step_s: float = 10.0
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    """Outbox message: run this task."""
+
+    task: Task
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Outbox message: stop this task."""
+
+    task_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    """A failed task, for live views."""
+
+    task_id: str
+    model: str
+    code: str
+    message: str
+    time: float
+
+
+WorkerEvent = Worker | TaskError
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig, on_end: Callable[[Outcome], None]) -> None:
+        self.config = config
+        self.registry = Registry()
+        self.queue: FairQueue[Task] = FairQueue(config.queue_capacity, config.ageing_step_s)
+        self.events: Hub[WorkerEvent] = Hub()
+        self.recent_waits_ms: deque[int] = deque(maxlen=50)
+        self.finished: deque[tuple[float, int, bool]] = deque(maxlen=10_000)  # (t, tokens, ok)
+        self.fenced = 0
+        self.closing = False  # set on shutdown: running tasks finish, new ones are refused
+        self._tasks: dict[str, Task] = {}
+        self._on_end = on_end
+
+    # ---- callers -------------------------------------------------------------
+
+    def submit(self, spec: TaskSpec) -> Task:
+        """Queues a task, or fails at once when it cannot be served."""
+        if self.closing:
+            raise Unavailable("the core is shutting down", retry_after_s=1.0)
+        if not self.registry.serving(spec.model):
+            raise self._no_worker(spec.model)
+        if len(self.queue) >= self.queue.capacity:
+            raise ResourceExhausted("the queue is full; try again shortly", retry_after_s=1.0)
+        task = Task(id=uuid.uuid4().hex, spec=spec)
+        self._tasks[task.id] = task
+        self.queue.push(task)
+        self._dispatch()
+        return task
+
+    def position(self, task: Task) -> Queued | None:
+        now = time.monotonic()
+        position = self.queue.position(task.id, now)
+        return None if position is None else Queued(position, task.waited_ms(now))
+
+    def cancel(self, task: Task) -> None:
+        """The caller went away: drop the task wherever it is and bill what was produced."""
+        if task.state is TaskState.DONE:
+            return
+        if task.state is TaskState.RUNNING and task.worker_id is not None:
+            worker = self.registry.get(task.worker_id)
+            if worker is not None:
+                worker.outbox.put_nowait(Cancel(task.id, task.attempt))
+        self._end(task, "cancelled", "CANCELLED")
+
+    @property
+    def running(self) -> int:
+        return sum(len(w.active) for w in self.registry)
+
+    # ---- workers -------------------------------------------------------------
+
+    def connect(self, info: WorkerInfo) -> Worker:
+        worker, replaced = self.registry.add(info)
+        if replaced is not None:
+            self._lose(replaced, "the worker reconnected")
+        self.events.publish(worker)
+        self._dispatch()
+        return worker
+
+    def heartbeat(
+        self,
+        worker: Worker,
+        readings: tuple[GpuReading, ...],
+        healthy: bool,
+        message: str,
+    ) -> None:
+        if not self._current(worker):
+            return
+        worker.readings = readings
+        worker.last_heartbeat = time.time()
+        worker.last_seen = time.monotonic()
+        worker.status_message = message
+        if worker.state in (WorkerState.ONLINE, WorkerState.UNHEALTHY):
+            worker.state = WorkerState.ONLINE if healthy else WorkerState.UNHEALTHY
+        self.events.publish(worker)
+        if healthy:
+            self._dispatch()
+
+    def chunk(
+        self, worker: Worker, task_id: str, attempt: int, index: int, text: str, tokens: int
+    ) -> None:
+        task = self._owned(worker, task_id, attempt)
+        if task is None:
+            return
+        if task.first_token_at is None:
+            task.first_token_at = time.monotonic()
+        task.relayed_tokens += tokens
+        task.events.put_nowait(Delta(index, text))
+
+    def done(
+        self,
+        worker: Worker,
+        task_id: str,
+        attempt: int,
+        reasons: tuple[tuple[int, int], ...],
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> None:
+        task = self._owned(worker, task_id, attempt)
+        if task is None:
+            return
+        # Backends that know the real count (an upstream's usage) report it; otherwise
+        # the core bills what it relayed.
+        completion = completion_tokens or task.relayed_tokens
+        task.events.put_nowait(
+            Finished(reasons, prompt_tokens, completion, self._ttft_ms(task) or 0)
+        )
+        worker.tasks_completed += 1
+        self._end(task, "ok", "", prompt_tokens=prompt_tokens, completion_tokens=completion)
+
+    def failed(self, worker: Worker, task_id: str, attempt: int, kind: str, message: str) -> None:
+        task = self._owned(worker, task_id, attempt)
+        if task is None:
+            return
+        if kind == "invalid_request":
+            self._fail(task, InvalidArgument(message))
+        elif kind in ("retryable", "cancelled"):
+            # A worker that stops a task on its own (e.g. shutting down) did not finish it.
+            self._retry_or_fail(task, worker, f"worker {worker.id} failed: {message}")
+        else:
+            self._fail(task, Internal(f"the worker failed: {message}"))
+        self._dispatch()
+
+    def drain(self, worker: Worker) -> None:
+        if self._current(worker) and worker.state is not WorkerState.OFFLINE:
+            worker.state = WorkerState.DRAINING
+            self.events.publish(worker)
+
+    def disconnect(self, worker: Worker) -> None:
+        """The worker's stream ended."""
+        if self._current(worker) and worker.state is not WorkerState.OFFLINE:
+            self._lose(worker, "the worker disconnected")
+
+    def reap(self) -> None:
+        """Periodic duty: expire silent workers and tasks that waited too long."""
+        now = time.monotonic()
+        for worker in self.registry.expired(now, self.config.heartbeat_timeout_s):
+            self._lose(worker, "the worker missed its heartbeats")
+        for task in list(self.queue.tasks()):
+            if now - task.enqueued_at > self.config.max_queue_wait_s:
+                self.queue.remove(task.id)
+                self._fail(task, Unavailable("no worker became free in time", retry_after_s=5.0))
+        self.registry.prune(now)
+        self.queue.forget_keys_idle_since(now - 3600)
+
+    # ---- internals -----------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        now = time.monotonic()
+        while self.queue:
+            models = self.registry.models_with_capacity()
+            task = self.queue.pop(models, now) if models else None
+            if task is None:
+                return
+            worker = self.registry.pick(task.model)
+            assert worker is not None  # models_with_capacity() promised one
+            self._assign(task, worker, now)
+
+    def _assign(self, task: Task, worker: Worker, now: float) -> None:
+        task.attempt += 1
+        task.state = TaskState.RUNNING
+        task.worker_id = worker.id
+        task.gpu = worker.info.gpus[0].name if worker.info.gpus else ""
+        first = task.started_at is None
+        task.started_at = now
+        worker.active[task.id] = task
+        worker.outbox.put_nowait(Assign(task, task.attempt))
+        if first:
+            wait_ms = task.waited_ms(now)
+            self.recent_waits_ms.append(wait_ms)
+            task.events.put_nowait(
+                Started(task.id, task.model, worker.id, wait_ms, int(task.created_at))
+            )
+
+    def _lose(self, worker: Worker, why: str) -> None:
+        """Takes a worker out: re-queue what it had not started streaming, fail the rest."""
+        worker.state = WorkerState.OFFLINE
+        worker.last_seen = time.monotonic()
+        worker.outbox.put_nowait(None)  # ends the session's writer if it is still open
+        for task in list(worker.active.values()):
+            self._retry_or_fail(task, worker, why)
+        for task in list(self.queue.tasks()):
+            if not self.registry.serving(task.model):
+                self.queue.remove(task.id)
+                self._fail(task, self._no_worker(task.model))
+        self.events.publish(worker)
+        self._dispatch()
+
+    def _retry_or_fail(self, task: Task, worker: Worker, why: str) -> None:
+        worker.active.pop(task.id, None)
+        if task.streamed or task.attempt >= self.config.max_attempts:
+            self._fail(task, Unavailable(f"{why} while running the task"))
+            return
+        task.state = TaskState.QUEUED
+        task.worker_id = None
+        if not self.registry.serving(task.model):
+            self._fail(task, self._no_worker(task.model))
+            return
+        self.queue.push(task, front=True)
+
+    def _fail(self, task: Task, error: GpucloudError) -> None:
+        task.events.put_nowait(Failed(error))
+        self.events.publish(TaskError(task.id, task.model, error.code, error.message, time.time()))
+        self._end(task, "error", error.code)
+
+    def _end(
+        self,
+        task: Task,
+        outcome: str,
+        error_code: str,
+        *,
+        prompt_tokens: int = 0,
+        completion_tokens: int | None = None,
+    ) -> None:
+        if task.state is TaskState.DONE:
+            return
+        self.queue.remove(task.id)
+        worker = self.registry.get(task.worker_id) if task.worker_id else None
+        if worker is not None and worker.active.get(task.id) is task:
+            del worker.active[task.id]
+        task.state = TaskState.DONE
+        self._tasks.pop(task.id, None)
+        now = time.monotonic()
+        tokens = task.relayed_tokens if completion_tokens is None else completion_tokens
+        self.finished.append((now, prompt_tokens + tokens, outcome != "error"))
+        self._on_end(
+            Outcome(
+                task_id=task.id,
+                spec=task.spec,
+                worker_id=task.worker_id or "",
+                gpu=task.gpu,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=tokens,
+                queue_wait_ms=task.waited_ms(now),
+                time_to_first_token_ms=self._ttft_ms(task),
+                total_ms=int((now - task.enqueued_at) * 1000),
+                outcome=outcome,
+                error_code=error_code,
+                created_at=task.created_at,
+                finished_at=time.time(),
+            )
+        )
+        if worker is not None:
+            self._dispatch()
+
+    def _owned(self, worker: Worker, task_id: str, attempt: int) -> Task | None:
+        """The task if this worker session still owns this attempt; late output is fenced."""
+        task = worker.active.get(task_id) if self._current(worker) else None
+        if task is None or task.attempt != attempt or task.state is not TaskState.RUNNING:
+            self.fenced += 1
+            return None
+        return task
+
+    def _current(self, worker: Worker) -> bool:
+        return self.registry.get(worker.id) is worker
+
+    def _no_worker(self, model: str) -> GpucloudError:
+        if model in self.registry.model_first_seen:
+            return Unavailable(f"no worker serving model '{model}' is online", retry_after_s=5.0)
+        return NotFound(f"the model '{model}' does not exist")
+
+    @staticmethod
+    def _ttft_ms(task: Task) -> int | None:
+        if task.first_token_at is None:
+            return None
+        return int((task.first_token_at - task.enqueued_at) * 1000)

@@ -1,0 +1,182 @@
+"""The core process: gRPC server, scheduler, identity; startup, serve, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gpucloud.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    monitor_pb2,
+    monitor_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+)
+from gpucloud_server.config import CoreSettings
+from gpucloud_server.interceptor import ErrorInterceptor
+from gpucloud_server.principal import (
+    KeyAuthority,
+    RateLimiter,
+    SessionAuthority,
+    UsageRecord,
+    UsageSink,
+)
+from gpucloud_server.scheduler import Scheduler, SchedulerConfig
+from gpucloud_server.servicers.monitor import MetricsSource, MonitorServicer
+from gpucloud_server.servicers.scheduler import SchedulerServicer
+from gpucloud_server.tasks import Outcome
+
+log = logging.getLogger("gpucloud.core")
+
+SERVICES = (
+    scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name,
+    monitor_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name,
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+)
+REAP_INTERVAL_S = 1.0
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+def scheduler_config(settings: CoreSettings) -> SchedulerConfig:
+    return SchedulerConfig(
+        queue_capacity=settings.queue_capacity,
+        max_queue_wait_s=settings.max_queue_wait_s,
+        heartbeat_timeout_s=settings.heartbeat_interval_s * settings.missed_heartbeats,
+        ageing_step_s=settings.ageing_step_s,
+        max_attempts=settings.max_attempts,
+    )
+
+
+class IdentityParts(Protocol):
+    """What the core needs of identity (users, keys, limits, usage)."""
+
+    keys: KeyAuthority
+    sessions: SessionAuthority
+    limiter: RateLimiter
+    usage: UsageSink
+    metrics: MetricsSource
+
+    def auth_servicer(self) -> auth_pb2_grpc.AuthServiceServicer:
+        """The AuthService implementation."""
+
+    async def start(self) -> None:
+        """Opens storage and applies migrations."""
+
+    async def close(self) -> None:
+        """Flushes usage and closes storage."""
+
+
+class CoreServer:
+    def __init__(self, settings: CoreSettings, identity: IdentityParts | None = None) -> None:
+        self.settings = settings
+        if identity is None:
+            from gpucloud_server.identity import Identity
+
+            identity = Identity(settings)
+        self.identity: IdentityParts = identity
+        self.scheduler = Scheduler(scheduler_config(settings), self._account)
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._charges: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        await self.identity.start()
+        server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.keepalive_time_ms", 20_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ],
+        )
+        scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(
+            SchedulerServicer(
+                self.scheduler,
+                self.identity.keys,
+                self.identity.limiter,
+                self.settings.join_token,
+                self.settings.heartbeat_interval_s,
+            ),
+            server,
+        )
+        monitor_pb2_grpc.add_MonitorServiceServicer_to_server(
+            MonitorServicer(self.scheduler, self.identity.sessions, self.identity.metrics), server
+        )
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(self.identity.auth_servicer(), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection((*SERVICES, reflection.SERVICE_NAME), server)
+        self.port = server.add_insecure_port(self.settings.grpc_address)
+        await server.start()
+        self._server = server
+        for name in ("", *SERVICES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._reaper = asyncio.create_task(self._reap())
+        log.info("core listening", extra={"address": f"{self.settings.grpc_host}:{self.port}"})
+        return self.port
+
+    async def wait(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stops taking tasks, lets running ones finish within `grace`, then flushes usage."""
+        grace = self.settings.shutdown_grace_s if grace is None else grace
+        self.scheduler.closing = True
+        await self.health.enter_graceful_shutdown()
+        deadline = time.monotonic() + grace
+        while (self.scheduler.running or len(self.scheduler.queue)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for worker in self.scheduler.registry.live():
+            worker.outbox.put_nowait(None)
+        if self._server is not None:
+            await self._server.stop(max(0.0, min(1.0, deadline - time.monotonic())))
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        if self._charges:
+            await asyncio.gather(*self._charges, return_exceptions=True)
+        await self.identity.close()
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL_S)
+            self.scheduler.reap()
+
+    def _account(self, outcome: Outcome) -> None:
+        key = outcome.spec.key
+        self.identity.usage.record(
+            UsageRecord(
+                task_id=outcome.task_id,
+                key_id=key.key_id,
+                user_id=key.user_id,
+                model=outcome.spec.model,
+                worker_id=outcome.worker_id,
+                gpu=outcome.gpu,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                queue_wait_ms=outcome.queue_wait_ms,
+                time_to_first_token_ms=outcome.time_to_first_token_ms,
+                total_ms=outcome.total_ms,
+                outcome=outcome.outcome,
+                error_code=outcome.error_code,
+                created_at=outcome.created_at,
+                finished_at=outcome.finished_at,
+            )
+        )
+        tokens = outcome.prompt_tokens + outcome.completion_tokens
+        if key.tokens_per_minute and tokens:
+            charge = asyncio.create_task(self.identity.limiter.charge_tokens(key, tokens))
+            self._charges.add(charge)
+            charge.add_done_callback(self._charges.discard)

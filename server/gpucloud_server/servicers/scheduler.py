@@ -1,0 +1,271 @@
+"""SchedulerService: a thin adapter between gRPC and the Scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import AsyncIterator, Sequence
+from typing import cast
+
+import grpc
+
+from gpucloud.v1 import chat_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
+from gpucloud_server import validation
+from gpucloud_server.errors import InvalidArgument, Unauthenticated
+from gpucloud_server.principal import KeyAuthority, RateLimiter
+from gpucloud_server.registry import Gpu, GpuReading, Worker, WorkerInfo
+from gpucloud_server.scheduler import Assign, Cancel, Scheduler
+from gpucloud_server.servicers.metadata import REQUEST_ID, bearer_token, request_id
+from gpucloud_server.tasks import Delta, Failed, Finished, Queued, Started, Task, TaskSpec
+
+# How often a queued caller hears its position.
+POSITION_INTERVAL_S = 1.0
+REGISTER_TIMEOUT_S = 10.0
+FAILURE_KINDS = {
+    worker_pb2.TASK_ERROR_KIND_INVALID_REQUEST: "invalid_request",
+    worker_pb2.TASK_ERROR_KIND_RETRYABLE: "retryable",
+    worker_pb2.TASK_ERROR_KIND_CANCELLED: "cancelled",
+}
+
+
+class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        keys: KeyAuthority,
+        limiter: RateLimiter,
+        join_token: str,
+        heartbeat_interval_s: float,
+    ) -> None:
+        self._scheduler = scheduler
+        self._keys = keys
+        self._limiter = limiter
+        self._join_token = join_token.encode()
+        self._heartbeat_interval_s = heartbeat_interval_s
+
+    async def CreateChatCompletion(
+        self,
+        request: scheduler_pb2.CreateChatCompletionRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[scheduler_pb2.CreateChatCompletionResponse]:
+        rid = request_id(context)
+        secret = bearer_token(context)
+        if secret is None:
+            raise Unauthenticated("missing API key: send 'authorization: Bearer <key>'")
+        key = await self._keys.authenticate(secret)
+        validation.check_chat_request(request)
+        key.check_model(request.model)
+        decision = await self._limiter.admit(key)
+        await context.send_initial_metadata(((REQUEST_ID, rid), *decision.headers().items()))
+        priority = (
+            min(key.priority, request.priority) if request.HasField("priority") else key.priority
+        )
+        spec = TaskSpec(request.model, priority, key, rid, (request.messages, request.sampling))
+        task = self._scheduler.submit(spec)
+        try:
+            async for event in self._follow(task):
+                yield event
+        finally:
+            self._scheduler.cancel(task)
+
+    async def _follow(
+        self, task: Task
+    ) -> AsyncIterator[scheduler_pb2.CreateChatCompletionResponse]:
+        last_position: Queued | None = None
+        while True:
+            if not task.events.empty():
+                event = task.events.get_nowait()
+            elif task.started_at is None:
+                position = self._scheduler.position(task)
+                if position is not None and position.position != getattr(
+                    last_position, "position", None
+                ):
+                    last_position = position
+                    yield _queued(position)
+                try:
+                    event = await asyncio.wait_for(task.events.get(), POSITION_INTERVAL_S)
+                except TimeoutError:
+                    continue
+            else:
+                event = await task.events.get()
+            if isinstance(event, Failed):
+                raise event.error
+            yield _response(event)
+            if isinstance(event, Finished):
+                return
+
+    async def ListModels(
+        self, request: scheduler_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.ListModelsResponse:
+        secret = bearer_token(context)
+        if secret is None:
+            raise Unauthenticated("missing API key: send 'authorization: Bearer <key>'")
+        key = await self._keys.authenticate(secret)
+        registry = self._scheduler.registry
+        entries = []
+        for model, workers in sorted(registry.served_models().items()):
+            if key.allowed_models and model not in key.allowed_models:
+                continue
+            created, owned_by = registry.model_first_seen[model]
+            entries.append(
+                scheduler_pb2.ModelEntry(
+                    id=model, owned_by=owned_by, created=int(created), workers=workers
+                )
+            )
+        return scheduler_pb2.ListModelsResponse(models=entries)
+
+    async def WorkerSession(
+        self,
+        request_iterator: AsyncIterator[scheduler_pb2.WorkerSessionRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[scheduler_pb2.WorkerSessionResponse]:
+        worker = await self._register(request_iterator)
+        reader = asyncio.create_task(self._read(worker, request_iterator))
+        try:
+            yield scheduler_pb2.WorkerSessionResponse(
+                registered=worker_pb2.WorkerRegistered(
+                    worker_id=worker.id,
+                    heartbeat_interval_seconds=max(1, round(self._heartbeat_interval_s)),
+                )
+            )
+            while (message := await worker.outbox.get()) is not None:
+                yield _to_worker(message)
+        finally:
+            reader.cancel()
+            self._scheduler.disconnect(worker)
+
+    async def _register(
+        self, requests: AsyncIterator[scheduler_pb2.WorkerSessionRequest]
+    ) -> Worker:
+        try:
+            first = await asyncio.wait_for(anext(requests), REGISTER_TIMEOUT_S)
+        except (TimeoutError, StopAsyncIteration) as exc:
+            raise InvalidArgument("a worker session must open with RegisterWorker") from exc
+        if first.WhichOneof("payload") != "register":
+            raise InvalidArgument("a worker session must open with RegisterWorker")
+        reg = first.register
+        if not hmac.compare_digest(reg.join_token.encode(), self._join_token):
+            raise Unauthenticated("unknown join token")
+        if not reg.worker_id or len(reg.worker_id) > 128 or not reg.slots or not reg.models:
+            raise InvalidArgument("RegisterWorker needs a worker_id, slots and models")
+        return self._scheduler.connect(_worker_info(reg))
+
+    async def _read(
+        self, worker: Worker, requests: AsyncIterator[scheduler_pb2.WorkerSessionRequest]
+    ) -> None:
+        try:
+            async for message in requests:
+                self._handle(worker, message)
+        finally:
+            # The stream broke or the worker closed it: end the writer too.
+            worker.outbox.put_nowait(None)
+
+    def _handle(self, worker: Worker, message: scheduler_pb2.WorkerSessionRequest) -> None:
+        kind = message.WhichOneof("payload")
+        s = self._scheduler
+        if kind == "chunk":
+            c = message.chunk
+            s.chunk(worker, c.task_id, c.attempt, c.index, c.text, c.tokens)
+        elif kind == "heartbeat":
+            hb = message.heartbeat
+            s.heartbeat(worker, tuple(_reading(g) for g in hb.gpus), hb.healthy, hb.status_message)
+        elif kind == "done":
+            d = message.done
+            reasons = tuple((c.index, int(c.reason)) for c in d.choices)
+            s.done(
+                worker,
+                d.task_id,
+                d.attempt,
+                reasons,
+                d.usage.prompt_tokens,
+                d.usage.completion_tokens,
+            )
+        elif kind == "failed":
+            f = message.failed
+            s.failed(worker, f.task_id, f.attempt, FAILURE_KINDS.get(f.kind, "internal"), f.message)
+        elif kind == "drain":
+            s.drain(worker)
+
+
+def _worker_info(reg: worker_pb2.RegisterWorker) -> WorkerInfo:
+    return WorkerInfo(
+        worker_id=reg.worker_id,
+        name=reg.name[:128] or reg.worker_id,
+        backend=reg.backend[:32],
+        gpus=tuple(
+            Gpu(g.name[:128], g.memory_total_bytes, g.memory_bandwidth_gbps, g.bf16_tflops)
+            for g in reg.gpus[:64]
+        ),
+        models=tuple((m.id, m.owned_by or "gpucloud") for m in reg.models[:256]),
+        slots=min(reg.slots, 4096),
+        speed=reg.speed,
+    )
+
+
+def _reading(g: worker_pb2.GpuMetrics) -> GpuReading:
+    return GpuReading(
+        index=g.index,
+        utilization_percent=g.utilization_percent,
+        memory_used_bytes=g.memory_used_bytes,
+        temperature_celsius=g.temperature_celsius if g.HasField("temperature_celsius") else None,
+        power_watts=g.power_watts if g.HasField("power_watts") else None,
+    )
+
+
+def _queued(position: Queued) -> scheduler_pb2.CreateChatCompletionResponse:
+    return scheduler_pb2.CreateChatCompletionResponse(
+        queued=scheduler_pb2.QueuePosition(position=position.position, waited_ms=position.waited_ms)
+    )
+
+
+def _response(
+    event: Started | Delta | Finished | Queued,
+) -> scheduler_pb2.CreateChatCompletionResponse:
+    if isinstance(event, Delta):
+        return scheduler_pb2.CreateChatCompletionResponse(
+            delta=scheduler_pb2.ContentDelta(index=event.index, text=event.text)
+        )
+    if isinstance(event, Started):
+        return scheduler_pb2.CreateChatCompletionResponse(
+            started=scheduler_pb2.TaskStarted(
+                task_id=event.task_id,
+                model=event.model,
+                worker_id=event.worker_id,
+                queue_wait_ms=event.queue_wait_ms,
+                created=event.created,
+            )
+        )
+    if isinstance(event, Finished):
+        usage = chat_pb2.Usage(
+            prompt_tokens=event.prompt_tokens,
+            completion_tokens=event.completion_tokens,
+            total_tokens=event.prompt_tokens + event.completion_tokens,
+        )
+        choices = [chat_pb2.ChoiceFinish(index=i, reason=r) for i, r in event.reasons]  # type: ignore[arg-type]
+        return scheduler_pb2.CreateChatCompletionResponse(
+            finished=scheduler_pb2.CompletionFinished(
+                choices=choices, usage=usage, time_to_first_token_ms=event.time_to_first_token_ms
+            )
+        )
+    return _queued(event)
+
+
+def _to_worker(message: object) -> scheduler_pb2.WorkerSessionResponse:
+    if isinstance(message, Assign):
+        messages, sampling = cast(
+            tuple[Sequence[chat_pb2.ChatMessage], chat_pb2.SamplingParams],
+            message.task.spec.payload,
+        )
+        return scheduler_pb2.WorkerSessionResponse(
+            assign=worker_pb2.TaskAssignment(
+                task_id=message.task.id,
+                attempt=message.attempt,
+                model=message.task.model,
+                messages=messages,
+                sampling=sampling,
+            )
+        )
+    assert isinstance(message, Cancel)
+    return scheduler_pb2.WorkerSessionResponse(
+        cancel=worker_pb2.CancelTask(task_id=message.task_id, attempt=message.attempt)
+    )

@@ -1,0 +1,231 @@
+"""A real core on port 0 with an in-test identity, and workers with scriptable backends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from gpucloud.v1 import auth_pb2_grpc, chat_pb2, monitor_pb2, scheduler_pb2, scheduler_pb2_grpc
+from gpucloud_server.config import CoreSettings
+from gpucloud_server.errors import Unauthenticated
+from gpucloud_server.principal import KeyPrincipal, LimitDecision, UsageRecord, UserPrincipal
+from gpucloud_server.server import CoreServer
+from gpucloud_worker.agent import WorkerAgent
+from gpucloud_worker.backend import (
+    Chunk,
+    Finish,
+    FinishReason,
+    GenerationRequest,
+    GpuSpec,
+    Health,
+    ModelOffer,
+    WorkerDescription,
+)
+from gpucloud_worker.config import WorkerSettings
+
+JOIN = "test-join-token"
+MODEL = "test-model"
+
+
+class Keys:
+    """API keys for tests: `key-<id>` or `key-<id>-p<priority>`."""
+
+    async def authenticate(self, secret: str) -> KeyPrincipal:
+        if not secret.startswith("key-"):
+            raise Unauthenticated("invalid API key")
+        name, _, prio = secret[4:].partition("-p")
+        return KeyPrincipal(name, "user-1", name, int(prio or 5), frozenset(), 0, 0)
+
+
+class Unlimited:
+    async def admit(self, key: KeyPrincipal) -> LimitDecision:
+        return LimitDecision(None, None)
+
+    async def charge_tokens(self, key: KeyPrincipal, tokens: int) -> None:
+        return None
+
+
+@dataclass
+class Usage:
+    records: list[UsageRecord] = field(default_factory=list)
+
+    def record(self, record: UsageRecord) -> None:
+        self.records.append(record)
+
+
+class Sessions:
+    def verify(self, token: str) -> UserPrincipal:
+        if token != "admin-jwt":
+            raise Unauthenticated("bad token")
+        return UserPrincipal("user-1", "admin@test", True)
+
+
+class NoMetrics:
+    async def metrics(self, user: UserPrincipal, window: int, bucket: int) -> Any:
+        return monitor_pb2.GetMetricsResponse()
+
+
+@dataclass
+class TestIdentity:
+    keys: Keys = field(default_factory=Keys)
+    sessions: Sessions = field(default_factory=Sessions)
+    limiter: Unlimited = field(default_factory=Unlimited)
+    usage: Usage = field(default_factory=Usage)
+    metrics: NoMetrics = field(default_factory=NoMetrics)
+
+    def auth_servicer(self) -> auth_pb2_grpc.AuthServiceServicer:
+        return auth_pb2_grpc.AuthServiceServicer()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class ScriptedBackend:
+    """A backend whose tasks emit `tokens` tokens, one every `interval` seconds, and which
+    records what it was asked and when generations were closed."""
+
+    def __init__(
+        self,
+        models: tuple[str, ...] = (MODEL,),
+        slots: int = 2,
+        speed: float = 1.0,
+        tokens: int = 3,
+        interval: float = 0.0,
+    ) -> None:
+        self.models, self.slots, self.speed = models, slots, speed
+        self.tokens, self.interval = tokens, interval
+        self.started: list[str] = []
+        self.closed: dict[str, float] = {}
+        self.gate: asyncio.Event | None = None  # when set, tasks wait for it before the 1st token
+
+    async def start(self) -> WorkerDescription:
+        return WorkerDescription(
+            backend="scripted",
+            gpus=(GpuSpec("Test GPU", 1 << 30),),
+            models=tuple(ModelOffer(m, "tests") for m in self.models),
+            slots=self.slots,
+            speed=self.speed,
+        )
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk | Finish, None]:
+        self.started.append(request.task_id)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            for i in range(self.tokens):
+                if self.interval:
+                    await asyncio.sleep(self.interval)
+                yield Chunk(0, f"t{i} ", 1)
+            yield Finish((FinishReason.STOP,), 5, self.tokens)
+        finally:
+            self.closed[request.task_id] = asyncio.get_running_loop().time()
+
+    async def health(self) -> Health:
+        return Health(())
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class Cluster:
+    core: CoreServer
+    identity: TestIdentity
+    channel: grpc.aio.Channel
+    agents: list[tuple[WorkerAgent, asyncio.Task[None]]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.core.port}"
+
+    @property
+    def stub(self) -> scheduler_pb2_grpc.SchedulerServiceStub:
+        return scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
+
+    async def add_worker(
+        self, backend: Any, worker_id: str, *, wait: bool = True
+    ) -> WorkerAgent:
+        settings = WorkerSettings(
+            self.address, JOIN, worker_id, worker_id, heartbeat_interval_s=0.2,
+            reconnect_min_s=0.05, reconnect_max_s=0.2,
+        )  # fmt: skip
+        agent = WorkerAgent(settings, backend)
+        self.agents.append((agent, asyncio.create_task(agent.run())))
+        if wait:
+            await until(lambda: self.worker(worker_id) is not None)
+        return agent
+
+    def worker(self, worker_id: str) -> Any:
+        w = self.core.scheduler.registry.get(worker_id)
+        return w if w is not None and w.state.value != "offline" else None
+
+    def chat(
+        self, key: str = "key-a", model: str = MODEL, **sampling: Any
+    ) -> grpc.aio.UnaryStreamCall:
+        request = scheduler_pb2.CreateChatCompletionRequest(
+            model=model,
+            messages=[chat_pb2.ChatMessage(role="user", content="hello")],
+            sampling=chat_pb2.SamplingParams(**sampling),
+        )
+        return self.stub.CreateChatCompletion(request, metadata=(("authorization", f"Bearer {key}"),))
+
+
+async def until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    """Waits for a condition the test cannot await directly (state in another task)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def collect(call: grpc.aio.UnaryStreamCall) -> list[scheduler_pb2.CreateChatCompletionResponse]:
+    events = []
+    while (event := await call.read()) is not grpc.aio.EOF:
+        events.append(event)
+    return events
+
+
+def text_of(events: list[scheduler_pb2.CreateChatCompletionResponse]) -> str:
+    return "".join(e.delta.text for e in events if e.WhichOneof("event") == "delta")
+
+
+@pytest.fixture
+def core_settings(tmp_path: Path) -> CoreSettings:
+    return CoreSettings(
+        grpc_port=0,
+        data_dir=tmp_path,
+        join_token=JOIN,
+        heartbeat_interval_s=0.2,
+        missed_heartbeats=3,
+        queue_capacity=100,
+        shutdown_grace_s=1.0,
+    )
+
+
+@pytest.fixture
+async def cluster(core_settings: CoreSettings) -> AsyncIterator[Cluster]:
+    identity = TestIdentity()
+    core = CoreServer(core_settings, identity)
+    await core.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{core.port}")
+    c = Cluster(core, identity, channel)
+    try:
+        yield c
+    finally:
+        for agent, task in c.agents:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        await channel.close()
+        await c.core.stop(0.1)

@@ -1,0 +1,150 @@
+"""Scheduling through a real core: dispatch, priorities, spread, bounds, unknown models."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from conftest import MODEL, Cluster, ScriptedBackend, collect, text_of, until
+
+from gpucloud.v1 import scheduler_pb2
+
+
+async def test_a_completion_streams_started_deltas_and_usage(cluster: Cluster) -> None:
+    await cluster.add_worker(ScriptedBackend(tokens=3), "w1")
+    call = cluster.chat()
+    events = await collect(call)
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[0] in ("queued", "started")
+    assert "started" in kinds and kinds[-1] == "finished"
+    assert text_of(events) == "t0 t1 t2 "
+    usage = events[-1].finished.usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (5, 3, 8)
+    assert dict(await call.initial_metadata())["x-request-id"]
+    await until(lambda: len(cluster.identity.usage.records) == 1)
+    assert cluster.identity.usage.records[0].outcome == "ok"
+
+
+async def test_unknown_model_fails_fast_with_not_found(cluster: Cluster) -> None:
+    await cluster.add_worker(ScriptedBackend(), "w1")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await asyncio.wait_for(collect(cluster.chat(model="no-such-model")), 2)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_model_whose_workers_left_fails_fast_with_unavailable(cluster: Cluster) -> None:
+    agent = await cluster.add_worker(ScriptedBackend(), "w1")
+    agent.drain()
+    await until(lambda: cluster.worker("w1") is None)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await asyncio.wait_for(collect(cluster.chat()), 2)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_bad_api_key_is_refused(cluster: Cluster) -> None:
+    await cluster.add_worker(ScriptedBackend(), "w1")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await collect(cluster.chat(key="wrong"))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_invalid_sampling_is_refused_with_the_field_named(cluster: Cluster) -> None:
+    await cluster.add_worker(ScriptedBackend(), "w1")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await collect(cluster.chat(temperature=7.0))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert ("x-error-param", "temperature") in tuple(err.value.trailing_metadata() or ())
+
+
+async def test_a_full_queue_refuses_with_retry_after(cluster: Cluster) -> None:
+    backend = ScriptedBackend(slots=1)
+    backend.gate = asyncio.Event()
+    await cluster.add_worker(backend, "w1")
+    cluster.core.scheduler.queue.capacity = 2
+    calls = [cluster.chat() for _ in range(3)]  # 1 runs, 2 wait
+    await until(lambda: len(cluster.core.scheduler.queue) == 2)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await collect(cluster.chat())
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "retry-after-ms" in dict(err.value.trailing_metadata() or ())
+    backend.gate.set()
+    for call in calls:
+        assert text_of(await collect(call))
+
+
+async def test_queued_callers_hear_their_position(cluster: Cluster) -> None:
+    backend = ScriptedBackend(slots=1)
+    backend.gate = asyncio.Event()
+    await cluster.add_worker(backend, "w1")
+    first = cluster.chat()
+    await until(lambda: backend.started)
+    second = cluster.chat()
+    event = await second.read()
+    assert event.WhichOneof("event") == "queued" and event.queued.position == 0
+    backend.gate.set()
+    await collect(first)
+    rest = []
+    while (event := await second.read()) is not grpc.aio.EOF:
+        rest.append(event)
+    assert text_of(rest)
+
+
+async def test_priority_and_fair_share_decide_the_order(cluster: Cluster) -> None:
+    backend = ScriptedBackend(slots=1, tokens=1)
+    backend.gate = asyncio.Event()
+    await cluster.add_worker(backend, "w1")
+    blocker = cluster.chat(key="key-x")
+    await until(lambda: backend.started)
+    order: list[str] = []
+
+    async def run(key: str, label: str) -> None:
+        await collect(cluster.chat(key=key))
+        order.append(label)
+
+    runs = []
+    for label, key in [("flood1", "key-f"), ("flood2", "key-f"), ("flood3", "key-f")]:
+        runs.append(asyncio.create_task(run(key, label)))
+        await until(lambda n=len(runs): len(cluster.core.scheduler.queue) == n)
+    for label, key in [("other", "key-o"), ("low", "key-l-p1"), ("high", "key-h-p9")]:
+        runs.append(asyncio.create_task(run(key, label)))
+        await until(lambda n=len(runs): len(cluster.core.scheduler.queue) == n)
+    backend.gate.set()
+    await collect(blocker)
+    await asyncio.gather(*runs)
+    # Highest priority first; "other" is not stuck behind the flood; FIFO within the flood;
+    # the low-priority task is last.
+    assert order[0] == "high"
+    assert order.index("other") <= 2
+    assert [x for x in order if x.startswith("flood")] == ["flood1", "flood2", "flood3"]
+    assert order[-1] == "low"
+
+
+async def test_tasks_spread_to_the_least_loaded_worker_fast_first(cluster: Cluster) -> None:
+    slow, fast = ScriptedBackend(slots=4, speed=10), ScriptedBackend(slots=4, speed=50)
+    for b in (slow, fast):
+        b.gate = asyncio.Event()
+    await cluster.add_worker(slow, "slow")
+    await cluster.add_worker(fast, "fast")
+    calls = [cluster.chat()]
+    await until(lambda: fast.started)
+    assert not slow.started  # equal load: the faster GPU wins the tie
+    calls += [cluster.chat() for _ in range(5)]
+    await until(lambda: len(slow.started) + len(fast.started) == 6)
+    assert (len(fast.started), len(slow.started)) == (3, 3)
+    for b in (slow, fast):
+        b.gate.set()
+    for call in calls:
+        await collect(call)
+    s = cluster.core.scheduler
+    assert s.running == 0 and not any(w.active for w in s.registry)
+
+
+async def test_list_models_reports_served_models(cluster: Cluster) -> None:
+    await cluster.add_worker(ScriptedBackend(models=("m1", "m2")), "w1")
+    await cluster.add_worker(ScriptedBackend(models=("m2",)), "w2")
+    reply = await cluster.stub.ListModels(
+        scheduler_pb2.ListModelsRequest(), metadata=(("authorization", "Bearer key-a"),)
+    )
+    assert {(m.id, m.workers) for m in reply.models} == {("m1", 1), ("m2", 2)}
+    assert MODEL not in {m.id for m in reply.models}

@@ -1,0 +1,192 @@
+"""Worker liveness through a real core: loss, re-queue, fencing, cancellation, drain, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import JOIN, MODEL, Cluster, ScriptedBackend, collect, text_of, until
+
+from gpucloud.v1 import chat_pb2, scheduler_pb2, worker_pb2
+from gpucloud_server.server import CoreServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class RawWorker:
+    """A hand-driven worker session, to misbehave in ways the real agent never does."""
+
+    def __init__(self, cluster: Cluster, worker_id: str) -> None:
+        self.outbox: asyncio.Queue[scheduler_pb2.WorkerSessionRequest | None] = asyncio.Queue()
+        self.outbox.put_nowait(
+            scheduler_pb2.WorkerSessionRequest(
+                register=worker_pb2.RegisterWorker(
+                    join_token=JOIN, worker_id=worker_id, name=worker_id, backend="raw",
+                    models=[worker_pb2.WorkerModel(id=MODEL)], slots=1, speed=1000,
+                )
+            )
+        )  # fmt: skip
+        self.call = cluster.stub.WorkerSession(self._requests())
+
+    async def _requests(self):  # type: ignore[no-untyped-def]
+        while (message := await self.outbox.get()) is not None:
+            yield message
+
+    async def next_assignment(self) -> worker_pb2.TaskAssignment:
+        while True:
+            message = await self.call.read()
+            if message.WhichOneof("payload") == "assign":
+                return message.assign
+
+    def send_chunk(self, a: worker_pb2.TaskAssignment, text: str) -> None:
+        self.outbox.put_nowait(scheduler_pb2.WorkerSessionRequest(
+            chunk=worker_pb2.TaskChunk(task_id=a.task_id, attempt=a.attempt, text=text, tokens=1)
+        ))  # fmt: skip
+
+    def send_done(self, a: worker_pb2.TaskAssignment) -> None:
+        self.outbox.put_nowait(scheduler_pb2.WorkerSessionRequest(
+            done=worker_pb2.TaskDone(
+                task_id=a.task_id, attempt=a.attempt,
+                choices=[chat_pb2.ChoiceFinish(index=0, reason=chat_pb2.FINISH_REASON_STOP)],
+                usage=chat_pb2.Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2),
+            )
+        ))  # fmt: skip
+
+
+async def test_a_wrong_join_token_is_refused(cluster: Cluster) -> None:
+    call = cluster.stub.WorkerSession(
+        iter([scheduler_pb2.WorkerSessionRequest(
+            register=worker_pb2.RegisterWorker(join_token="nope", worker_id="x", slots=1,
+                                               models=[worker_pb2.WorkerModel(id=MODEL)])
+        )])  # fmt: skip
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call.read()
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_task_not_yet_streaming_moves_to_another_worker(cluster: Cluster) -> None:
+    doomed = RawWorker(cluster, "doomed")
+    await until(lambda: cluster.worker("doomed"))
+    call = cluster.chat()
+    await doomed.next_assignment()
+    await cluster.add_worker(ScriptedBackend(tokens=2), "healthy")
+    doomed.call.cancel()  # the worker dies before its first token
+    events = await collect(call)
+    assert text_of(events) == "t0 t1 "
+    assert events[-1].WhichOneof("event") == "finished"
+
+
+async def test_a_task_mid_stream_ends_with_an_error_and_frees_the_slot(cluster: Cluster) -> None:
+    doomed = RawWorker(cluster, "doomed")
+    await until(lambda: cluster.worker("doomed"))
+    call = cluster.chat()
+    assignment = await doomed.next_assignment()
+    doomed.send_chunk(assignment, "partial ")
+    while (await call.read()).WhichOneof("event") != "delta":
+        pass
+    doomed.call.cancel()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await collect(call)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert cluster.core.scheduler.running == 0
+    await until(lambda: cluster.identity.usage.records)
+    record = cluster.identity.usage.records[0]
+    assert (record.outcome, record.completion_tokens) == ("error", 1)
+
+
+async def test_missed_heartbeats_mark_a_worker_offline_and_requeue(cluster: Cluster) -> None:
+    silent = RawWorker(cluster, "silent")  # registers, never beats
+    await until(lambda: cluster.worker("silent"))
+    call = cluster.chat()
+    await silent.next_assignment()
+    await cluster.add_worker(ScriptedBackend(tokens=1), "healthy")
+    # 3 missed beats of 0.2 s, reaped within the reaper's 1 s tick.
+    await until(lambda: cluster.worker("silent") is None, timeout=3)
+    assert text_of(await collect(call)) == "t0 "
+
+
+async def test_late_output_of_a_presumed_dead_worker_is_fenced(cluster: Cluster) -> None:
+    zombie = RawWorker(cluster, "zombie")
+    await until(lambda: cluster.worker("zombie"))
+    call = cluster.chat()
+    stale = await zombie.next_assignment()
+    slow = ScriptedBackend(tokens=1)
+    slow.gate = asyncio.Event()
+    await cluster.add_worker(slow, "healthy")
+    zombie.call.cancel()
+    await until(lambda: slow.started)
+    back = RawWorker(cluster, "zombie")  # reconnects with the same id and replays old output
+    await until(lambda: cluster.worker("zombie"))
+    back.send_chunk(stale, "STALE ")
+    back.send_done(stale)
+    await until(lambda: cluster.core.scheduler.fenced >= 2)
+    slow.gate.set()
+    assert text_of(await collect(call)) == "t0 "
+    back.outbox.put_nowait(None)
+
+
+async def test_a_client_hangup_cancels_the_task_on_the_worker_within_2s(cluster: Cluster) -> None:
+    backend = ScriptedBackend(tokens=1000, interval=0.01)
+    await cluster.add_worker(backend, "w1")
+    call = cluster.chat()
+    while (await call.read()).WhichOneof("event") != "delta":
+        pass
+    loop = asyncio.get_running_loop()
+    hung_up = loop.time()
+    call.cancel()
+    await until(lambda: backend.closed, timeout=2)
+    assert next(iter(backend.closed.values())) - hung_up < 2
+    assert cluster.core.scheduler.running == 0
+    await until(lambda: cluster.identity.usage.records)
+    record = cluster.identity.usage.records[0]
+    assert record.outcome == "cancelled" and 0 < record.completion_tokens < 1000
+
+
+async def test_a_draining_worker_finishes_its_tasks_and_takes_no_new_ones(cluster: Cluster) -> None:
+    old = ScriptedBackend(tokens=2)
+    old.gate = asyncio.Event()
+    agent = await cluster.add_worker(old, "old")
+    running = cluster.chat()
+    await until(lambda: old.started)
+    agent.drain()
+    await until(lambda: cluster.core.scheduler.registry.get("old").state.value == "draining")
+    new = ScriptedBackend(tokens=1)
+    await cluster.add_worker(new, "new")
+    assert text_of(await collect(cluster.chat())) == "t0 "
+    assert len(old.started) == 1 and len(new.started) == 1
+    old.gate.set()
+    assert text_of(await collect(running)) == "t0 t1 "
+    await until(lambda: cluster.worker("old") is None)
+
+
+async def test_a_worker_reconnects_after_the_core_restarts(cluster: Cluster) -> None:
+    agent = await cluster.add_worker(ScriptedBackend(tokens=1), "w1")
+    port = cluster.core.port
+    await cluster.core.stop(0.1)
+    settings = cluster.core.settings.__class__(
+        **{**_fields(cluster.core.settings), "grpc_port": port}
+    )
+    cluster.core = CoreServer(settings, cluster.identity)
+    await cluster.core.start()
+    await until(lambda: cluster.worker("w1"), timeout=5)
+    assert agent.sessions >= 2
+    assert text_of(await collect(cluster.chat())) == "t0 "
+
+
+def _fields(settings: object) -> dict[str, object]:
+    return {name: getattr(settings, name) for name in settings.__dataclass_fields__}  # type: ignore[attr-defined]
+
+
+def test_generated_code_is_up_to_date() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

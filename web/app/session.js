@@ -1,0 +1,70 @@
+// What this browser tab remembers: the signed-in user's JWT and the API key secrets created here.
+// sessionStorage keeps both across reloads of the tab and forgets them when the tab closes.
+
+const SESSION = "gpucloud.session";
+const KEYS = "gpucloud.keys";
+const listeners = new Set();
+let notice = null;
+
+function read(name, fallback) {
+  try {
+    const raw = sessionStorage.getItem(name);
+    return raw === null ? fallback : JSON.parse(raw);
+  } catch {
+    return fallback;
+  }
+}
+
+function write(name, value) {
+  if (value === null) sessionStorage.removeItem(name);
+  else sessionStorage.setItem(name, JSON.stringify(value));
+  for (const fn of listeners) fn();
+}
+
+/** The current session `{token, expiresAt, user}`, or null when signed out. */
+export function currentSession() {
+  return read(SESSION, null);
+}
+
+export function saveSession({ token, expiresAt, user }) {
+  notice = null;
+  write(SESSION, { token, expiresAt, user });
+}
+
+export function updateUser(user) {
+  const session = currentSession();
+  if (session) write(SESSION, { ...session, user });
+}
+
+/** Signs out; `message` is shown on the login page (e.g. why the session ended). */
+export function endSession(message = null) {
+  notice = message;
+  sessionStorage.removeItem(KEYS);
+  write(SESSION, null);
+}
+
+/** A one-off message for the login page, cleared once read. */
+export function takeNotice() {
+  const message = notice;
+  notice = null;
+  return message;
+}
+
+export function onSessionChange(fn) {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
+/** API keys created in this tab, newest first: `{id, name, last4, secret}`. */
+export function sessionKeys() {
+  return read(KEYS, []);
+}
+
+export function rememberKey(key, secret) {
+  const keys = sessionKeys().filter((k) => k.id !== key.id);
+  write(KEYS, [{ id: key.id, name: key.name, last4: key.last4, secret }, ...keys]);
+}
+
+export function forgetKey(id) {
+  write(KEYS, sessionKeys().filter((k) => k.id !== id));
+}

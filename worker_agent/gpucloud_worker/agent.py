@@ -1,0 +1,247 @@
+"""The worker agent: keeps a session with the core, runs assigned tasks on a backend.
+
+One reader loop handles what the core says; one writer drains the outbox; each
+task runs in its own asyncio task whose `finally` always reports back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+
+import grpc
+
+from gpucloud.v1 import chat_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
+from gpucloud_worker.backend import (
+    Backend,
+    BackendError,
+    Chunk,
+    ErrorKind,
+    Finish,
+    FinishReason,
+    GenerationRequest,
+    Health,
+    Message,
+    WorkerDescription,
+)
+from gpucloud_worker.config import WorkerSettings
+
+log = logging.getLogger("gpucloud.worker")
+
+DEFAULT_MAX_TOKENS = 0  # the backend picks a natural length
+FINISH = {
+    FinishReason.STOP: chat_pb2.FINISH_REASON_STOP,
+    FinishReason.LENGTH: chat_pb2.FINISH_REASON_LENGTH,
+}
+ERROR_KINDS = {
+    ErrorKind.INVALID_REQUEST: worker_pb2.TASK_ERROR_KIND_INVALID_REQUEST,
+    ErrorKind.RETRYABLE: worker_pb2.TASK_ERROR_KIND_RETRYABLE,
+    ErrorKind.INTERNAL: worker_pb2.TASK_ERROR_KIND_INTERNAL,
+}
+Outgoing = scheduler_pb2.WorkerSessionRequest
+
+
+class SessionClosed(Exception):
+    """The core ended the session."""
+
+
+class WorkerAgent:
+    def __init__(self, settings: WorkerSettings, backend: Backend) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.sessions = 0  # sessions opened, for tests and logs
+        self._draining = asyncio.Event()
+        self._outbox: asyncio.Queue[Outgoing | None] = asyncio.Queue()
+        self._description: WorkerDescription | None = None
+
+    async def run(self) -> None:
+        """Connects and reconnects with backoff until drained."""
+        self._description = await self.backend.start()
+        delay = self.settings.reconnect_min_s
+        try:
+            while not (self._draining.is_set() and not self.running):
+                async with grpc.aio.insecure_channel(self.settings.core_address) as channel:
+                    try:
+                        await self._session(scheduler_pb2_grpc.SchedulerServiceStub(channel))
+                        delay = self.settings.reconnect_min_s
+                    except (grpc.aio.AioRpcError, SessionClosed) as exc:
+                        log.warning("session with the core ended: %s", _describe(exc))
+                if self._draining.is_set() and not self.running:
+                    break
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.settings.reconnect_max_s)
+        finally:
+            await self._cancel_all()
+            await self.backend.close()
+
+    def drain(self) -> None:
+        """Takes no new tasks; the session ends once running tasks are done."""
+        if not self._draining.is_set():
+            self._draining.set()
+            self._send(Outgoing(drain=worker_pb2.DrainWorker()))
+            self._close_if_drained()
+
+    async def _session(self, stub: scheduler_pb2_grpc.SchedulerServiceStub) -> None:
+        self._outbox = asyncio.Queue()
+        self._send(Outgoing(register=self._register()))
+        if self._draining.is_set():
+            self._send(Outgoing(drain=worker_pb2.DrainWorker()))
+        call = stub.WorkerSession(self._writer())
+        self.sessions += 1
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            async for message in call:
+                self._handle(message)
+        finally:
+            beat.cancel()
+            self._outbox.put_nowait(None)
+            call.cancel()
+            # Whatever ran belongs to a session the core has written off.
+            await self._cancel_all()
+
+    async def _writer(self) -> AsyncIterator[Outgoing]:
+        outbox = self._outbox
+        while (message := await outbox.get()) is not None:
+            yield message
+
+    def _send(self, message: Outgoing) -> None:
+        self._outbox.put_nowait(message)
+
+    def _register(self) -> worker_pb2.RegisterWorker:
+        d = self._description
+        assert d is not None
+        return worker_pb2.RegisterWorker(
+            join_token=self.settings.join_token,
+            worker_id=self.settings.worker_id,
+            name=self.settings.name,
+            backend=d.backend,
+            gpus=[
+                worker_pb2.GpuSpec(
+                    name=g.name,
+                    memory_total_bytes=g.memory_total_bytes,
+                    memory_bandwidth_gbps=g.memory_bandwidth_gbps,
+                    bf16_tflops=g.bf16_tflops,
+                )
+                for g in d.gpus
+            ],
+            models=[worker_pb2.WorkerModel(id=m.id, owned_by=m.owned_by) for m in d.models],
+            slots=d.slots,
+            speed=d.speed,
+        )
+
+    async def _heartbeat(self) -> None:
+        while True:
+            health = await self.backend.health()
+            self._send(Outgoing(heartbeat=_heartbeat(health, len(self.running))))
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+
+    def _handle(self, message: scheduler_pb2.WorkerSessionResponse) -> None:
+        kind = message.WhichOneof("payload")
+        if kind == "assign":
+            a = message.assign
+            if a.task_id in self.running:
+                return
+            self.running[a.task_id] = asyncio.create_task(self._run(a))
+        elif kind == "cancel":
+            task = self.running.get(message.cancel.task_id)
+            if task is not None:
+                task.cancel()
+        elif kind == "registered":
+            log.info("registered with the core as %s", message.registered.worker_id)
+
+    async def _run(self, assignment: worker_pb2.TaskAssignment) -> None:
+        task_id, attempt = assignment.task_id, assignment.attempt
+        try:
+            async with contextlib.aclosing(self.backend.generate(_request(assignment))) as stream:
+                async for event in stream:
+                    if isinstance(event, Chunk):
+                        self._send(Outgoing(chunk=worker_pb2.TaskChunk(
+                            task_id=task_id, attempt=attempt,
+                            index=event.index, text=event.text, tokens=event.tokens,
+                        )))  # fmt: skip
+                    elif isinstance(event, Finish):
+                        self._send(Outgoing(done=_done(task_id, attempt, event)))
+        except BackendError as error:
+            self._send(Outgoing(failed=worker_pb2.TaskFailed(
+                task_id=task_id, attempt=attempt,
+                kind=ERROR_KINDS[error.kind], message=error.message,
+            )))  # fmt: skip
+        except asyncio.CancelledError:
+            pass  # the core cancelled it, or the session ended
+        except Exception:
+            log.exception("task %s failed in the backend", task_id)
+            self._send(Outgoing(failed=worker_pb2.TaskFailed(
+                task_id=task_id, attempt=attempt,
+                kind=worker_pb2.TASK_ERROR_KIND_INTERNAL, message="the backend failed",
+            )))  # fmt: skip
+        finally:
+            self.running.pop(task_id, None)
+            self._close_if_drained()
+
+    def _close_if_drained(self) -> None:
+        if self._draining.is_set() and not self.running:
+            self._outbox.put_nowait(None)  # half-close: the core ends the session
+
+    async def _cancel_all(self) -> None:
+        tasks = list(self.running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _request(a: worker_pb2.TaskAssignment) -> GenerationRequest:
+    s = a.sampling
+    return GenerationRequest(
+        task_id=a.task_id,
+        model=a.model,
+        messages=tuple(Message(m.role, m.content) for m in a.messages),
+        max_tokens=s.max_tokens or DEFAULT_MAX_TOKENS,
+        temperature=s.temperature if s.HasField("temperature") else None,
+        top_p=s.top_p if s.HasField("top_p") else None,
+        stop=tuple(s.stop),
+        seed=s.seed if s.HasField("seed") else None,
+        n=s.n or 1,
+    )
+
+
+def _done(task_id: str, attempt: int, finish: Finish) -> worker_pb2.TaskDone:
+    return worker_pb2.TaskDone(
+        task_id=task_id,
+        attempt=attempt,
+        choices=[
+            chat_pb2.ChoiceFinish(index=i, reason=FINISH[r]) for i, r in enumerate(finish.reasons)
+        ],
+        usage=chat_pb2.Usage(
+            prompt_tokens=finish.prompt_tokens,
+            completion_tokens=finish.completion_tokens,
+            total_tokens=finish.prompt_tokens + finish.completion_tokens,
+        ),
+    )
+
+
+def _heartbeat(health: Health, active: int) -> worker_pb2.Heartbeat:
+    return worker_pb2.Heartbeat(
+        gpus=[
+            worker_pb2.GpuMetrics(
+                index=g.index,
+                utilization_percent=g.utilization_percent,
+                memory_used_bytes=g.memory_used_bytes,
+                temperature_celsius=g.temperature_celsius,
+                power_watts=g.power_watts,
+            )
+            for g in health.gpus
+        ],
+        active_tasks=active,
+        healthy=health.healthy,
+        status_message=health.message,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,85 @@
+"""GPU memory planning: which models fit, the KV cache pool and the batch slots it gives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from gpucloud_worker.sim.gpus import GIB, GpuModel
+from gpucloud_worker.sim.models import MODELS, ModelSpec
+
+# Share of device memory the server may use (vLLM's gpu_memory_utilization default);
+# the rest covers the CUDA context, activations and fragmentation.
+USABLE_MEMORY_FRACTION = 0.9
+# Context budget of one batch slot: the KV cache a typical 4k-token conversation holds.
+SLOT_CONTEXT_TOKENS = 4096
+# A model is served only if, next to all served weights, the KV pool holds at least
+# this many slots; a GPU that fits the weights but no batch is no use.
+MIN_KV_SLOTS = 4
+# Cap on slots: past this the scheduler gains nothing and decode turns compute bound.
+MAX_SLOTS = 64
+# Default model choice keeps at least this share of usable memory for the KV cache,
+# so a worker adds a second model only when it still batches well.
+DEFAULT_KV_HEADROOM = 0.3
+# Memory in use on an idle GPU besides weights (CUDA context, allocator, graphs);
+# shown in heartbeats only.
+RUNTIME_OVERHEAD_BYTES = 1 * GIB
+
+
+def usable_bytes(gpu: GpuModel, gpu_count: int = 1) -> float:
+    return gpu.memory_bytes * gpu_count * USABLE_MEMORY_FRACTION
+
+
+def slot_kv_bytes(model: ModelSpec) -> int:
+    """KV cache one slot reserves: SLOT_CONTEXT_TOKENS of context."""
+    return model.kv_bytes_per_token * SLOT_CONTEXT_TOKENS
+
+
+def kv_pool_bytes(models: Iterable[ModelSpec], gpu: GpuModel, gpu_count: int = 1) -> float:
+    """Usable memory left for the KV cache once the weights of `models` are resident."""
+    return usable_bytes(gpu, gpu_count) - sum(model.weight_bytes for model in models)
+
+
+def fits(models: Sequence[ModelSpec], gpu: GpuModel, gpu_count: int = 1) -> bool:
+    """Whether the weights plus MIN_KV_SLOTS slots of each model fit in usable memory."""
+    reserve = sum(MIN_KV_SLOTS * slot_kv_bytes(model) for model in models)
+    return bool(models) and kv_pool_bytes(models, gpu, gpu_count) >= reserve
+
+
+def batch_slots(models: Sequence[ModelSpec], gpu: GpuModel, gpu_count: int = 1) -> int:
+    """Sequences the KV pool holds at SLOT_CONTEXT_TOKENS each, capped at MAX_SLOTS.
+
+    Several models share one pool, so a slot is sized for the model with the
+    largest KV cache per token.
+    """
+    if not models:
+        return 0
+    per_slot = max(slot_kv_bytes(model) for model in models)
+    pool = kv_pool_bytes(models, gpu, gpu_count)
+    return max(0, min(MAX_SLOTS, int(pool // per_slot)))
+
+
+def default_models(gpu: GpuModel, gpu_count: int = 1) -> tuple[ModelSpec, ...]:
+    """Catalog models taken in preference order while they fit with KV headroom.
+
+    The first model that fits is always taken; each further one only while the KV
+    pool keeps DEFAULT_KV_HEADROOM of usable memory.
+    """
+    chosen: list[ModelSpec] = []
+    floor = DEFAULT_KV_HEADROOM * usable_bytes(gpu, gpu_count)
+    for model in MODELS:
+        candidate = [*chosen, model]
+        if not fits(candidate, gpu, gpu_count):
+            continue
+        if chosen and kv_pool_bytes(candidate, gpu, gpu_count) < floor:
+            continue
+        chosen.append(model)
+    return tuple(chosen)
+
+
+def memory_used_bytes(
+    models: Iterable[ModelSpec], kv_context_tokens: Iterable[tuple[ModelSpec, int]]
+) -> int:
+    """Device memory in use: runtime, resident weights and the KV of live context."""
+    weights = sum(model.weight_bytes for model in models)
+    kv = sum(model.kv_bytes_per_token * tokens for model, tokens in kv_context_tokens)
+    return RUNTIME_OVERHEAD_BYTES + weights + kv

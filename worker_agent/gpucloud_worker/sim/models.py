@@ -1,0 +1,122 @@
+"""The simulated model catalog: real open models and the sizes that drive the roofline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpucloud_worker.backend import ModelOffer
+
+# Weights and KV cache are held in BF16, as vLLM serves these checkpoints by default.
+BF16_BYTES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One model: its id as clients request it and its architecture figures."""
+
+    id: str
+    owned_by: str
+    parameters: int
+    layers: int
+    hidden_size: int
+    kv_heads: int
+    head_dim: int
+    max_context: int
+    bytes_per_weight: int = BF16_BYTES
+    bytes_per_kv_value: int = BF16_BYTES
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.parameters * self.bytes_per_weight
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """KV cache held per token of context: a K and a V vector per layer and KV head."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * self.bytes_per_kv_value
+
+    def offer(self) -> ModelOffer:
+        return ModelOffer(id=self.id, owned_by=self.owned_by)
+
+
+# Ids are the Hugging Face repository ids, which is what vLLM serves them as and what
+# clients put in "model". The order is the default preference order of the sim
+# (see memory.default_models): the small model every GPU can hold comes first.
+# Parameter counts are the model cards' (safetensors) totals; the rest is config.json.
+MODELS: tuple[ModelSpec, ...] = (
+    # huggingface.co/meta-llama/Llama-3.1-8B-Instruct: card "8B" (8.03B params);
+    # config.json: num_hidden_layers 32, hidden_size 4096, num_key_value_heads 8,
+    # head_dim 128, max_position_embeddings 131072.
+    ModelSpec(
+        id="meta-llama/Llama-3.1-8B-Instruct",
+        owned_by="meta-llama",
+        parameters=8_030_000_000,
+        layers=32,
+        hidden_size=4096,
+        kv_heads=8,
+        head_dim=128,
+        max_context=131_072,
+    ),
+    # huggingface.co/Qwen/Qwen2.5-14B-Instruct: card "Number of Parameters: 14.7B",
+    # "Number of Layers: 48", "40 for Q and 8 for KV"; config.json: hidden_size 5120
+    # (head_dim 5120/40 = 128), max_position_embeddings 32768.
+    ModelSpec(
+        id="Qwen/Qwen2.5-14B-Instruct",
+        owned_by="Qwen",
+        parameters=14_700_000_000,
+        layers=48,
+        hidden_size=5120,
+        kv_heads=8,
+        head_dim=128,
+        max_context=32_768,
+    ),
+    # huggingface.co/mistralai/Mistral-7B-Instruct-v0.3: 7.25B params (safetensors);
+    # config.json: num_hidden_layers 32, hidden_size 4096, num_key_value_heads 8,
+    # head_dim 128, max_position_embeddings 32768.
+    ModelSpec(
+        id="mistralai/Mistral-7B-Instruct-v0.3",
+        owned_by="mistralai",
+        parameters=7_250_000_000,
+        layers=32,
+        hidden_size=4096,
+        kv_heads=8,
+        head_dim=128,
+        max_context=32_768,
+    ),
+    # huggingface.co/Qwen/Qwen2.5-32B-Instruct: card "Number of Parameters: 32.5B",
+    # "Number of Layers: 64", "40 for Q and 8 for KV"; config.json: hidden_size 5120,
+    # max_position_embeddings 32768.
+    ModelSpec(
+        id="Qwen/Qwen2.5-32B-Instruct",
+        owned_by="Qwen",
+        parameters=32_500_000_000,
+        layers=64,
+        hidden_size=5120,
+        kv_heads=8,
+        head_dim=128,
+        max_context=32_768,
+    ),
+    # huggingface.co/meta-llama/Llama-3.1-70B-Instruct: card "70B" (70.6B params);
+    # config.json: num_hidden_layers 80, hidden_size 8192, num_key_value_heads 8,
+    # head_dim 128, max_position_embeddings 131072. 141 GB in BF16: only a
+    # multi-GPU sim worker holds it.
+    ModelSpec(
+        id="meta-llama/Llama-3.1-70B-Instruct",
+        owned_by="meta-llama",
+        parameters=70_600_000_000,
+        layers=80,
+        hidden_size=8192,
+        kv_heads=8,
+        head_dim=128,
+        max_context=131_072,
+    ),
+)
+
+
+def find_model(name: str) -> ModelSpec:
+    """A catalog model by its id, or by the part after the "/" (case-insensitive)."""
+    wanted = name.strip().lower()
+    for model in MODELS:
+        if wanted in (model.id.lower(), model.id.rsplit("/", 1)[-1].lower()):
+            return model
+    known = ", ".join(model.id for model in MODELS)
+    raise ValueError(f"unknown model {name!r}; known models: {known}")
