@@ -29,6 +29,8 @@ class GatewaySettings:
     log_format: LogFormat = "auto"
     # Per-call deadline of the management and ops calls to the core.
     core_timeout_s: float = 10.0
+    # Bearer credential MonitorService accepts, for /readyz and the cluster gauges of /metrics.
+    ops_token: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -57,6 +59,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "log_level": ("GPUCLOUD_LOG_LEVEL", str),
     "log_format": ("GPUCLOUD_LOG_FORMAT", str),
     "core_timeout_s": ("GPUCLOUD_CORE_TIMEOUT_S", float),
+    "ops_token": ("GPUCLOUD_OPS_TOKEN", str),
 }
 
 

@@ -165,7 +165,9 @@ class ManagementRoutes:
         token = _jwt(request)
         query = dict(request.query_params)
         try:
-            params = {k: int(query[k]) for k in ("windowMinutes", "bucketSeconds") if k in query}
+            params: dict[str, Any] = {
+                k: int(query[k]) for k in ("windowMinutes", "bucketSeconds") if k in query
+            }
         except ValueError:
             raise invalid("windowMinutes and bucketSeconds must be integers.") from None
         message = monitor_pb2.GetMetricsRequest(

@@ -77,6 +77,16 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # The one boundary for the unexpected: logged with the request id, never shown.
+            access_log.exception("unhandled error", extra={"request_id": info.request_id})
+            if info.status:
+                raise  # headers are out; the server closes the connection
+            info.error = "internal"
+            message = (
+                f"The server had an error processing your request (request id {info.request_id})."
+            )
+            await error_response(ApiError(500, message))(scope, receive, send_with_id)
         finally:
             _log_request(scope, info, (time.perf_counter() - started) * 1000.0)
 

@@ -89,7 +89,9 @@ class Identity:
         self.usage_metrics = UsageMetrics(self.database)
         self._metrics: ProtoMetrics | None = None
         policy = LoginPolicy(
-            settings.login_max_failures, settings.login_max_failures_per_ip, settings.login_lockout_s
+            settings.login_max_failures,
+            settings.login_max_failures_per_ip,
+            settings.login_lockout_s,
         )
         self._throttle = LoginThrottle(self._limits_storage, policy, namespace)
         self._sessions: Sessions | None = None
@@ -127,9 +129,9 @@ class Identity:
     async def start(self) -> None:
         await self.database.migrate()
         await self.users.ensure_admin(self.settings.admin_email, self.settings.admin_password)
-        secret = self.settings.jwt_secret or await asyncio.to_thread(
-            load_or_create_secret, self.settings.data_dir
-        )
+        secret = self.settings.jwt_secret
+        if secret is None:
+            secret = await asyncio.to_thread(load_or_create_secret, self.settings.data_dir)
         self._sessions = Sessions(secret, ttl_s=self.settings.jwt_ttl_s)
         self._logins = Logins(self.users, self._sessions, self._throttle)
         if self._feed is not None:

@@ -66,7 +66,9 @@ def percentile(ordered: Sequence[int], q: float) -> float:
 
 def percentiles(values: Sequence[int]) -> Percentiles:
     ordered = sorted(values)
-    return Percentiles(percentile(ordered, 0.5), percentile(ordered, 0.9), percentile(ordered, 0.99))
+    return Percentiles(
+        percentile(ordered, 0.5), percentile(ordered, 0.9), percentile(ordered, 0.99)
+    )
 
 
 def _bounded(value: int, default: int, low: int, high: int, what: str) -> int:
@@ -117,7 +119,9 @@ class UsageMetrics:
         out: list[Bucket] = []
         for i in range(first_ms // bucket_ms, now_ms // bucket_ms + 1):
             r = found.get(i)
-            requests, tokens, errors = (int(r[1]), int(r[2] or 0), int(r[3] or 0)) if r else (0, 0, 0)
+            requests, tokens, errors = (
+                (int(r[1]), int(r[2] or 0), int(r[3] or 0)) if r else (0, 0, 0)
+            )
             out.append(Bucket(i * bucket_ms / 1000, requests, tokens, errors))
         return tuple(out)
 

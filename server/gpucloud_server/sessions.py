@@ -1,4 +1,4 @@
-"""Dashboard sessions: HS256 JWTs (python-jose) with exp/iat/iss/aud checked; the SessionAuthority."""
+"""Dashboard sessions: pinned-HS256 JWTs with exp/iat/iss/aud checked (the SessionAuthority)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 ALGORITHM = "HS256"  # pinned: tokens naming any other algorithm (or none) are refused
 ISSUER = "gpucloud"
 AUDIENCE = "gpucloud-dashboard"
-SECRET_FILE = "jwt_secret"
+SECRET_FILE = "jwt_secret"  # noqa: S105 - a file name, not a secret
 MIN_SECRET_LENGTH = 32
 MAX_TOKEN_LENGTH = 4096
 

@@ -83,7 +83,8 @@ async def test_natural_answer_reads_like_text_and_stops(backend: SimBackend) -> 
     assert out.finish is not None
     assert out.finish.reasons == (FinishReason.STOP,)
     text = out.texts[0]
-    assert text[0].isupper() and text.endswith(".")
+    assert text[0].isupper()
+    assert text.endswith(".")
     assert text.count(". ") + text.count(".\n") >= 2
     words = text.split()
     assert all(word.strip(".,!?").replace("-", "").isalpha() for word in words)
@@ -217,8 +218,10 @@ async def test_health_follows_the_load() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     assert busy.utilization_percent > 90.0
     assert busy.memory_used_bytes > idle.memory_used_bytes
-    assert busy.power_watts is not None and idle.power_watts is not None
-    assert busy.temperature_celsius is not None and idle.temperature_celsius is not None
+    assert busy.power_watts is not None
+    assert idle.power_watts is not None
+    assert busy.temperature_celsius is not None
+    assert idle.temperature_celsius is not None
     assert 25.0 <= idle.power_watts < busy.power_watts <= 450.0
     assert idle.temperature_celsius < busy.temperature_celsius
     await asyncio.sleep(0.05)

@@ -28,11 +28,17 @@ function axis(label, format, side) {
   return opts;
 }
 
+function timeLabel(seconds, withSeconds) {
+  const options = { hour: "2-digit", minute: "2-digit" };
+  if (withSeconds) options.second = "2-digit";
+  return new Date(seconds * 1000).toLocaleTimeString("en-GB", options);
+}
+
 /**
  * `series`: [{label, scale?: "y"|"y2", color?, fill?: bool, format?: fn}]; `data`: [xs (s), ys...].
- * `axes`: {y: {label, format}, y2?: {label, format}}.
+ * `axes`: {y: {label, format}, y2?: {label, format}}; `seconds`: label the time axis to the second.
  */
-export function TimeChart({ series, data, axes, height = 220, testid }) {
+export function TimeChart({ series, data, axes, height = 220, seconds = false, testid }) {
   const box = useRef(null);
   const plot = useRef(null);
 
@@ -45,12 +51,17 @@ export function TimeChart({ series, data, axes, height = 220, testid }) {
       legend: { show: true, live: true },
       scales: { x: { time: true } },
       axes: [
-        { ...axis(null, null, 2), grid: { show: false } },
+        {
+          ...axis(null, null, 2),
+          grid: { show: false },
+          space: seconds ? 70 : 60,
+          values: (_, ticks) => ticks.map((t) => timeLabel(t, seconds)),
+        },
         axis(axes.y.label, axes.y.format, 3),
         ...(axes.y2 ? [{ ...axis(axes.y2.label, axes.y2.format, 1), scale: "y2" }] : []),
       ],
       series: [
-        {},
+        { label: "Time", value: (_, t) => (t === null ? "–" : timeLabel(t, true)) },
         ...series.map((s, i) => {
           const color = s.color || COLORS[i % COLORS.length];
           return {

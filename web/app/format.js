@@ -43,6 +43,7 @@ export function duration(ms) {
 export function ago(iso, now = Date.now()) {
   if (!iso) return "never";
   const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (seconds < 2) return "just now";
   if (seconds < 60) return `${seconds} s ago`;
   const minutes = Math.floor(seconds / 60);
   if (minutes < 60) return `${minutes} min ago`;

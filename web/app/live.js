@@ -69,6 +69,8 @@ class LiveFeed {
     source.addEventListener("worker", (e) => this.onWorker(JSON.parse(e.data)));
     source.addEventListener("stats", (e) => this.onStats(JSON.parse(e.data)));
     source.addEventListener("task_error", (e) => this.onTaskError(JSON.parse(e.data)));
+    // A failure after the feed began arrives as an unnamed event carrying the error envelope.
+    source.addEventListener("message", (e) => this.onFeedError(JSON.parse(e.data)));
     source.addEventListener("error", () => this.onDisconnect(source));
   }
 
@@ -92,6 +94,11 @@ class LiveFeed {
     this.update({ status: "reconnecting", problem });
     this.retryTimer = setTimeout(() => this.connect(), this.retryMs);
     this.retryMs = Math.min(this.retryMs * 2, MAX_RETRY_MS);
+  }
+
+  onFeedError(body) {
+    const message = body?.error?.message || "The live feed failed.";
+    this.update({ status: "reconnecting", problem: `${message} Reconnecting…` });
   }
 
   async loadWorkers() {

@@ -2,6 +2,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { html } from "./html.js";
+import { Icon } from "./icons.js";
 import { liveFeed, useLive } from "./live.js";
 import { currentSession, endSession, onSessionChange } from "./session.js";
 import { AccountPage } from "./views/account.js";
@@ -14,12 +15,12 @@ import { QueuePage } from "./views/queue.js";
 import { WorkersPage } from "./views/workers.js";
 
 const PAGES = [
-  { path: "overview", label: "Overview", icon: "◎", view: OverviewPage },
-  { path: "workers", label: "Workers", icon: "▦", view: WorkersPage },
-  { path: "queue", label: "Queue", icon: "☰", view: QueuePage },
-  { path: "keys", label: "API keys", icon: "⚿", view: KeysPage },
-  { path: "playground", label: "Playground", icon: "▷", view: PlaygroundPage },
-  { path: "metrics", label: "Metrics", icon: "◔", view: MetricsPage },
+  { path: "overview", label: "Overview", view: OverviewPage },
+  { path: "workers", label: "Workers", view: WorkersPage },
+  { path: "queue", label: "Queue", view: QueuePage },
+  { path: "keys", label: "API keys", view: KeysPage },
+  { path: "playground", label: "Playground", view: PlaygroundPage },
+  { path: "metrics", label: "Metrics", view: MetricsPage },
 ];
 const ACCOUNT = { path: "account", label: "Account", view: AccountPage };
 
@@ -93,7 +94,7 @@ function Shell({ session, route }) {
                 aria-current=${p === page ? "page" : undefined}
                 data-testid=${`nav-${p.path}`}
               >
-                <span class="nav-icon" aria-hidden="true">${p.icon}</span>${p.label}
+                <${Icon} name=${p.path} />${p.label}
               </a>
             `,
           )}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -14,7 +16,7 @@ from gpucloud_server.principal import SessionAuthority, UserPrincipal
 from gpucloud_server.servicers.metadata import bearer_token
 from gpucloud_server.users import ROLE_ADMIN, ROLE_MEMBER, User, Users
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext
 MAX_ID = 64
 MAX_ADDRESS = 64
 ROLES = {ROLE_ADMIN: auth_pb2.USER_ROLE_ADMIN, ROLE_MEMBER: auth_pb2.USER_ROLE_MEMBER}
@@ -115,7 +117,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             expires_at=result.session.expires_at,
         )
 
-    async def GetMe(self, request: auth_pb2.GetMeRequest, context: Context) -> auth_pb2.GetMeResponse:
+    async def GetMe(
+        self, request: auth_pb2.GetMeRequest, context: Context
+    ) -> auth_pb2.GetMeResponse:
         caller = self._caller(context)
         try:
             user = await self._users.get(caller.user_id)
@@ -165,4 +169,6 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         caller = self._caller(context)
         if not 1 <= len(request.id) <= MAX_ID:
             raise NotFound("no such API key")
-        return auth_pb2.RevokeApiKeyResponse(key=key_pb(await self._keys.revoke(caller, request.id)))
+        return auth_pb2.RevokeApiKeyResponse(
+            key=key_pb(await self._keys.revoke(caller, request.id))
+        )

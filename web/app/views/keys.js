@@ -72,14 +72,14 @@ function CreateKeyForm({ onCreated }) {
       </label>
       <label>
         Priority
-        <input name="priority" type="number" placeholder="default" data-testid="key-priority" />
+        <input name="priority" type="number" min="1" max="10" placeholder="default (1–10)" data-testid="key-priority" />
       </label>
       <label>
         Expires
         <input name="expiresAt" type="datetime-local" data-testid="key-expires" />
       </label>
       <label class="span-2">
-        Allowed models <span class="muted small">comma-separated; empty allows all</span>
+        <span class="label-row">Allowed models <span class="muted small">comma-separated; empty allows all</span></span>
         <input name="allowedModels" placeholder="llama-3.1-8b-instruct, qwen2.5-7b-instruct" data-testid="key-models" />
       </label>
       ${error && html`<div class="span-2"><${ErrorBox} error=${error} testid="create-key-error" /></div>`}
@@ -169,12 +169,12 @@ function KeyRow({ k, admin, onRevoke }) {
     <tr data-testid="key-row" data-key-id=${k.id} data-key-name=${k.name} data-status=${status}
       class=${status === "active" ? "" : "row-dim"}>
       <td>
-        <div class="strong">${k.name}</div>
+        <div class="strong nowrap">${k.name}</div>
         <div class="mono small muted" data-testid="key-last4">…${k.last4}</div>
       </td>
       ${admin && html`<td class="small">${k.ownerEmail}</td>`}
       <td class="small">
-        ${limits.join(" · ") || "defaults"}
+        ${limits.length ? limits.map((l) => html`<div key=${l}>${l}</div>`) : "defaults"}
         ${k.priority !== null && k.priority !== undefined && html`<div class="muted">priority ${k.priority}</div>`}
       </td>
       <td class="small">${k.allowedModels?.length ? k.allowedModels.join(", ") : html`<span class="muted">all</span>`}</td>

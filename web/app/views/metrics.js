@@ -27,26 +27,25 @@ function Slices({ slices, testid, emptyTitle }) {
   if (total === 0) return html`<${Empty} title=${emptyTitle} testid=${`${testid}-empty`}>No requests in this window.<//>`;
   const sorted = [...slices].sort((a, b) => b.requests - a.requests);
   return html`
-    <table class="table" data-testid=${testid}>
+    <div class="table-wrap"><table class="table" data-testid=${testid}>
       <thead>
-        <tr><th>Name</th><th class="num">Requests</th><th>Share</th><th class="num">Prompt</th><th class="num">Completion</th></tr>
+        <tr><th>Name</th><th class="num">Requests</th><th>Share</th><th class="num" title="prompt / completion">Tokens in / out</th></tr>
       </thead>
       <tbody>
         ${sorted.map(
           (s, i) => html`
             <tr key=${s.id} data-testid=${`${testid}-row`}>
-              <td><span class="swatch" style=${`background:${COLORS[i % COLORS.length]}`}></span>${s.label}</td>
+              <td class="nowrap"><span class="swatch" style=${`background:${COLORS[i % COLORS.length]}`}></span>${s.label}</td>
               <td class="num">${integer(s.requests)}</td>
               <td class="cell-meter">
                 <${Meter} value=${s.requests} max=${total} tone="info" label=${`${Math.round((100 * s.requests) / total)}%`} />
               </td>
-              <td class="num">${compact(s.promptTokens)}</td>
-              <td class="num">${compact(s.completionTokens)}</td>
+              <td class="num">${compact(s.promptTokens)} / ${compact(s.completionTokens)}</td>
             </tr>
           `,
         )}
       </tbody>
-    </table>
+    </table></div>
   `;
 }
 
@@ -70,7 +69,9 @@ function Percentiles({ ttft, total }) {
     ["p90", ttft?.p90, total?.p90],
     ["p99", ttft?.p99, total?.p99],
   ];
-  const max = Math.max(...rows.flatMap((r) => [r[1] || 0, r[2] || 0]), 1);
+  // Each column on its own scale: first tokens come far sooner than whole answers.
+  const maxTtft = Math.max(...rows.map((r) => r[1] || 0), 1);
+  const maxTotal = Math.max(...rows.map((r) => r[2] || 0), 1);
   if (!rows.some((r) => r[1] || r[2])) {
     return html`<${Empty} title="No completed requests" testid="latency-empty">Latency shows once requests finish.<//>`;
   }
@@ -82,8 +83,8 @@ function Percentiles({ ttft, total }) {
           ([name, a, b]) => html`
             <tr key=${name}>
               <th scope="row">${name}</th>
-              <td class="cell-meter"><${Meter} value=${a} max=${max} tone="info" label=${duration(a)} /></td>
-              <td class="cell-meter"><${Meter} value=${b} max=${max} tone="accent" label=${duration(b)} /></td>
+              <td class="cell-meter"><${Meter} value=${a} max=${maxTtft} tone="info" label=${duration(a)} /></td>
+              <td class="cell-meter"><${Meter} value=${b} max=${maxTotal} tone="accent" label=${duration(b)} /></td>
             </tr>
           `,
         )}

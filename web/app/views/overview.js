@@ -105,7 +105,7 @@ export function OverviewPage() {
       <${Card} title="Throughput, last 3 minutes" testid="throughput-card">
         ${history.length < 2
           ? html`<${Spinner} label="Waiting for the live feed…" />`
-          : html`<${TimeChart} series=${THROUGHPUT} axes=${THROUGHPUT_AXES} data=${data} height=${240} testid="throughput-chart" />`}
+          : html`<${TimeChart} series=${THROUGHPUT} axes=${THROUGHPUT_AXES} data=${data} height=${240} seconds testid="throughput-chart" />`}
       <//>
       <${Card} title="Fleet" actions=${html`<a href="#/workers">All workers →</a>`}>
         ${live.workersLoaded ? html`<${Fleet} workers=${workers} />` : html`<${Spinner} />`}

@@ -94,9 +94,9 @@ function Settings({ pick, models, settings, setSettings }) {
 }
 
 function RunStats({ run }) {
-  const now = useTick(run.phase === "streaming" ? 250 : 60000);
+  useTick(run.phase === "streaming" ? 250 : 60000); // keeps tokens/s moving while streaming
   if (!run.startedAt) return null;
-  const end = run.endedAt || now;
+  const end = run.endedAt || performance.now();
   const ttft = run.firstTokenAt ? run.firstTokenAt - run.startedAt : null;
   const tokens = run.usage?.completion_tokens ?? run.chunks;
   const decodeSeconds = run.firstTokenAt ? (end - run.firstTokenAt) / 1000 : 0;
@@ -115,8 +115,9 @@ function RunStats({ run }) {
       <span><strong data-testid="pg-tps">${rate === null ? "–" : decimal(rate)}</strong> tokens/s</span>
       <span data-testid="pg-usage">
         ${run.usage
-          ? html`<strong>${integer(run.usage.prompt_tokens)}</strong> prompt + <strong>${integer(run.usage.completion_tokens)}</strong>
-              completion = <strong>${integer(run.usage.total_tokens)}</strong> tokens`
+          ? html`<strong>${integer(run.usage.prompt_tokens)}</strong> prompt +${" "}
+              <strong>${integer(run.usage.completion_tokens)}</strong> completion =${" "}
+              <strong>${integer(run.usage.total_tokens)}</strong> tokens`
           : html`<span class="muted">usage when done</span>`}
       </span>
     </div>

@@ -42,10 +42,10 @@ function WorkerRow({ worker, now }) {
       data-state=${worker.state}
     >
       <td>
-        <div class="strong">${worker.name}</div>
+        <div class="strong nowrap">${worker.name}</div>
         <div class="muted small mono" title=${worker.id}>${worker.backend} · ${worker.id.slice(0, 8)}</div>
       </td>
-      <td>${gpuModel(worker.gpus)}</td>
+      <td class="nowrap">${gpuModel(worker.gpus)}</td>
       <td class="cell-meter">
         <${Meter} value=${mem.used} max=${mem.total} label=${`${gib(mem.used)} / ${gib(mem.total)}`} />
       </td>

@@ -50,8 +50,8 @@ class SimBackend:
 
     `gpu` is a catalog key ("a100", "h100", "rtx4090", "a6000"); `models` are catalog
     ids (default: memory.default_models). `speed` divides every delay (10 runs ten
-    times faster than real time; 0 runs without delays, for benchmarks). `seed` makes
-    requests without their own seed reproducible across a run.
+    times faster than real time; 0, like math.inf, runs without delays, for
+    benchmarks). `seed` makes requests without their own seed reproducible across a run.
     """
 
     def __init__(
@@ -96,6 +96,8 @@ class SimBackend:
         return self._batch.sequences
 
     async def start(self) -> WorkerDescription:
+        """Describes the worker; `speed` is the simulated GPU's own tokens/s at batch 1
+        for its first model (not multiplied by the speed factor)."""
         return WorkerDescription(
             backend="sim",
             gpus=(self.gpu.spec(),) * self.gpu_count,

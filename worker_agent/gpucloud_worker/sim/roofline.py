@@ -1,8 +1,4 @@
-"""The roofline timing model: prefill and decode step times from GPU and model figures.
-
-Pure functions, so tests compare the simulation against them. Multi-GPU workers are
-tensor parallel: bandwidth and compute add up (communication is not modelled).
-"""
+"""The roofline timing model: prefill and decode step times from GPU and model figures."""
 
 from __future__ import annotations
 
@@ -10,6 +6,9 @@ from collections.abc import Mapping
 
 from gpucloud_worker.sim.gpus import GpuModel
 from gpucloud_worker.sim.models import ModelSpec
+
+# Pure functions, so tests compare the simulation against them. A worker with several
+# GPUs is tensor parallel: bandwidth and compute add up (communication is ignored).
 
 # Share of peak dense tensor throughput reached in prefill (large GEMMs; vLLM and
 # TensorRT-LLM report 40-60 % model FLOPs utilisation on long prompts).

@@ -1,0 +1,88 @@
+"""`gpucloud gateway`: the HTTP gateway process; SIGTERM or Ctrl-C stops it gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+import grpc
+import uvicorn
+
+from gpucloud_gateway import config
+from gpucloud_gateway.app import create_app
+from gpucloud_gateway.config import GatewaySettings
+from gpucloud_gateway.logs import setup_logging
+
+T = TypeVar("T")
+
+# Big enough for any chat request the body limit lets through, with room for metadata.
+_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# In-flight responses get this long to finish once a shutdown begins.
+GRACEFUL_SHUTDOWN_S = 5
+
+
+def core_channel(address: str) -> grpc.aio.Channel:
+    """The one channel every request shares (HTTP/2 multiplexes the calls)."""
+    return grpc.aio.insecure_channel(
+        address,
+        options=[
+            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            # Reconnect fast after the core restarts; readiness reports the gap meanwhile.
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 5_000),
+        ],
+    )
+
+
+def server(settings: GatewaySettings, channel: grpc.aio.Channel) -> uvicorn.Server:
+    """A uvicorn server for the app; its serve() handles SIGINT/SIGTERM gracefully."""
+    return uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, channel),
+            host=settings.http_host,
+            port=settings.http_port,
+            http="httptools",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            timeout_keep_alive=30,
+        )
+    )
+
+
+async def serve(settings: GatewaySettings) -> None:
+    channel = core_channel(settings.core_address)
+    try:
+        await server(settings, channel).serve()
+    finally:
+        await channel.close()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Runs `main` on uvloop when it is installed, else on the default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = config.parse(sys.argv[1:] if argv is None else argv)
+    setup_logging(settings.log_level, settings.log_format)
+    run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

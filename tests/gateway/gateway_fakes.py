@@ -1,0 +1,313 @@
+"""A fake core for gateway tests: real grpc.aio servicers on port 0 with scripted answers.
+
+API key `sk-good` works (`sk-limited` too, with x-ratelimit-* metadata); the
+model name picks the scenario, so each test reads as the behaviour it checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from gpucloud.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    chat_pb2,
+    monitor_pb2,
+    monitor_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+    worker_pb2,
+)
+
+GOOD_KEY = "sk-good"
+LIMITED_KEY = "sk-limited"
+ADMIN_JWT = "jwt-admin"
+MEMBER_JWT = "jwt-member"
+MODEL = "sim-small"
+REPLY = ("Hel", "lo", " world")
+RATE_HEADERS = (
+    ("x-ratelimit-limit-requests", "60"),
+    ("x-ratelimit-remaining-requests", "59"),
+    ("x-ratelimit-reset-requests", "1.000s"),
+)
+Event = scheduler_pb2.CreateChatCompletionResponse
+
+
+@dataclass
+class Seen:
+    """What the fake core saw, for assertions."""
+
+    metadata: list[dict[str, str]] = field(default_factory=list)
+    requests: list[scheduler_pb2.CreateChatCompletionRequest] = field(default_factory=list)
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    slow_started: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+
+
+def _started(model: str) -> Event:
+    return Event(
+        started=scheduler_pb2.TaskStarted(
+            task_id="task123", model=model, worker_id="w-1", queue_wait_ms=7, created=1700000000
+        )
+    )
+
+
+def _finished(n: int, completion_tokens: int) -> Event:
+    return Event(
+        finished=scheduler_pb2.CompletionFinished(
+            choices=[
+                chat_pb2.ChoiceFinish(index=i, reason=chat_pb2.FINISH_REASON_STOP) for i in range(n)
+            ],
+            usage=chat_pb2.Usage(
+                prompt_tokens=5, completion_tokens=completion_tokens, total_tokens=5 + completion_tokens
+            ),
+            time_to_first_token_ms=12,
+        )
+    )
+
+
+class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
+    def __init__(self, seen: Seen) -> None:
+        self.seen = seen
+
+    async def _auth(self, context: grpc.aio.ServicerContext) -> None:
+        md = _metadata(context)
+        self.seen.metadata.append(md)
+        key = md.get("authorization", "").removeprefix("Bearer ")
+        if key not in (GOOD_KEY, LIMITED_KEY):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
+        headers = [("x-request-id", md.get("x-request-id", ""))]
+        if key == LIMITED_KEY:
+            headers += RATE_HEADERS
+        await context.send_initial_metadata(tuple(headers))
+
+    async def ListModels(
+        self, request: scheduler_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.ListModelsResponse:
+        await self._auth(context)
+        return scheduler_pb2.ListModelsResponse(
+            models=[scheduler_pb2.ModelEntry(id=MODEL, owned_by="gpucloud", created=1, workers=2)]
+        )
+
+    async def CreateChatCompletion(
+        self,
+        request: scheduler_pb2.CreateChatCompletionRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[Event]:
+        self.seen.requests.append(request)
+        scenario = request.model
+        if scenario == "rate-limited":
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "rate limit reached: 60 requests per minute",
+                (("retry-after-ms", "1500"), *RATE_HEADERS),
+            )
+        await self._auth(context)
+        try:
+            async for event in self._script(request, context):
+                yield event
+        except asyncio.CancelledError:
+            self.seen.cancelled.set()
+            raise
+
+    async def _script(
+        self, request: scheduler_pb2.CreateChatCompletionRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Event]:
+        scenario = request.model
+        aborts = {
+            "forbidden": (grpc.StatusCode.PERMISSION_DENIED, "this API key may not use model 'forbidden'"),
+            "no-capacity": (grpc.StatusCode.UNAVAILABLE, "no worker has capacity for this model"),
+            "bad-sampling": (grpc.StatusCode.INVALID_ARGUMENT, "top_p must be at most 1"),
+        }
+        if scenario in aborts:
+            code, message = aborts[scenario]
+            await context.abort(code, message, (("retry-after-ms", "250"),))
+        if scenario == "internal":
+            raise RuntimeError("database password is hunter2")
+        if scenario not in (MODEL, "queued", "fail-mid", "slow", "pause"):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"model '{scenario}' is not served")
+        if scenario == "queued":
+            for position in (2, 1, 0):
+                yield Event(queued=scheduler_pb2.QueuePosition(position=position, waited_ms=5))
+        yield _started(scenario)
+        if scenario == "pause":
+            await asyncio.sleep(0.5)
+        n = request.sampling.n or 1
+        for text in REPLY:
+            for index in range(n):
+                yield Event(delta=scheduler_pb2.ContentDelta(index=index, text=text))
+        if scenario == "fail-mid":
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "worker w-1 went away mid-stream")
+        if scenario == "slow":
+            self.seen.slow_started.set()
+            while True:
+                await asyncio.sleep(0.05)
+                yield Event(delta=scheduler_pb2.ContentDelta(index=0, text="."))
+        yield _finished(n, len(REPLY) * n)
+
+
+def _ts(seconds: int) -> Timestamp:
+    return Timestamp(seconds=seconds)
+
+
+class FakeAuth(auth_pb2_grpc.AuthServiceServicer):
+    """Two users; keys belong to whoever created them (admins see all)."""
+
+    USERS = {
+        ADMIN_JWT: auth_pb2.User(id="u-admin", email="admin@test", role=auth_pb2.USER_ROLE_ADMIN),
+        MEMBER_JWT: auth_pb2.User(id="u-member", email="member@test", role=auth_pb2.USER_ROLE_MEMBER),
+    }
+
+    def __init__(self) -> None:
+        self.keys: dict[str, auth_pb2.ApiKey] = {}
+
+    async def _user(self, context: grpc.aio.ServicerContext) -> auth_pb2.User:
+        token = _metadata(context).get("authorization", "").removeprefix("Bearer ")
+        if token not in self.USERS:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid or expired session")
+        return self.USERS[token]
+
+    async def Login(
+        self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.LoginResponse:
+        if (request.email, request.password) != ("admin@test", "admin123"):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong email or password")
+        return auth_pb2.LoginResponse(token=ADMIN_JWT, user=self.USERS[ADMIN_JWT], expires_at=99)
+
+    async def GetMe(
+        self, request: auth_pb2.GetMeRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.GetMeResponse:
+        return auth_pb2.GetMeResponse(user=await self._user(context))
+
+    async def CreateApiKey(
+        self, request: auth_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CreateApiKeyResponse:
+        user = await self._user(context)
+        key_id = f"key-{len(self.keys) + 1}"
+        key = auth_pb2.ApiKey(
+            id=key_id,
+            name=request.name,
+            owner_id=user.id,
+            owner_email=user.email,
+            last4="abcd",
+            created_at=_ts(1_700_000_000),
+            rate_limit_per_minute=request.rate_limit_per_minute or 60,
+            priority=request.priority or 5,
+            allowed_models=request.allowed_models,
+        )
+        if request.HasField("expires_at"):
+            key.expires_at.CopyFrom(request.expires_at)
+        self.keys[key_id] = key
+        return auth_pb2.CreateApiKeyResponse(key=key, secret=f"gpc_secret_{key_id}_abcd")
+
+    async def ListApiKeys(
+        self, request: auth_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ListApiKeysResponse:
+        user = await self._user(context)
+        mine = [k for k in self.keys.values() if user.role == auth_pb2.USER_ROLE_ADMIN or k.owner_id == user.id]
+        return auth_pb2.ListApiKeysResponse(keys=mine)
+
+    async def RevokeApiKey(
+        self, request: auth_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RevokeApiKeyResponse:
+        user = await self._user(context)
+        key = self.keys.get(request.id)
+        if key is None or (key.owner_id != user.id and user.role != auth_pb2.USER_ROLE_ADMIN):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no API key '{request.id}'")
+        key.revoked_at.CopyFrom(_ts(1_700_000_100))
+        return auth_pb2.RevokeApiKeyResponse(key=key)
+
+
+def worker_status(state: int = monitor_pb2.WORKER_STATE_ONLINE) -> monitor_pb2.WorkerStatus:
+    return monitor_pb2.WorkerStatus(
+        worker_id="w-1",
+        name="sim-a100",
+        backend="sim",
+        state=state,  # type: ignore[arg-type]
+        gpus=[worker_pb2.GpuSpec(name="NVIDIA A100 80GB", memory_total_bytes=80 << 30)],
+        metrics=[
+            worker_pb2.GpuMetrics(index=0, utilization_percent=42.5, memory_used_bytes=10 << 30)
+        ],
+        models=[MODEL],
+        active_tasks=1,
+        slots=8,
+        last_heartbeat=_ts(1_700_000_000),
+    )
+
+
+class FakeMonitor(monitor_pb2_grpc.MonitorServiceServicer):
+    async def _check(self, context: grpc.aio.ServicerContext) -> None:
+        token = _metadata(context).get("authorization", "").removeprefix("Bearer ")
+        if token not in FakeAuth.USERS:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid or expired session")
+
+    async def ListWorkers(
+        self, request: monitor_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
+    ) -> monitor_pb2.ListWorkersResponse:
+        await self._check(context)
+        return monitor_pb2.ListWorkersResponse(workers=[worker_status()])
+
+    async def GetQueue(
+        self, request: monitor_pb2.GetQueueRequest, context: grpc.aio.ServicerContext
+    ) -> monitor_pb2.GetQueueResponse:
+        await self._check(context)
+        return monitor_pb2.GetQueueResponse(
+            depth=3, capacity=1000, by_priority=[monitor_pb2.PriorityDepth(priority=5, depth=3)],
+            recent_waits_ms=[1, 2], running=2,
+        )
+
+    async def GetMetrics(
+        self, request: monitor_pb2.GetMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> monitor_pb2.GetMetricsResponse:
+        await self._check(context)
+        return monitor_pb2.GetMetricsResponse(
+            buckets=[monitor_pb2.MetricsBucket(start=_ts(1_700_000_000), requests=request.window_minutes)],
+            by_model=[monitor_pb2.UsageSlice(id=MODEL, label=MODEL, requests=4, prompt_tokens=20)],
+        )
+
+    async def Watch(
+        self, request: monitor_pb2.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[monitor_pb2.WatchResponse]:
+        await self._check(context)
+        yield monitor_pb2.WatchResponse(worker=worker_status())
+        while True:
+            yield monitor_pb2.WatchResponse(stats=monitor_pb2.ClusterStats(workers_online=1, queue_depth=3))
+            await asyncio.sleep(0.05)
+
+
+@dataclass
+class FakeCore:
+    server: grpc.aio.Server
+    port: int
+    seen: Seen
+    auth: FakeAuth
+    health: health.aio.HealthServicer
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+async def start_fake_core() -> FakeCore:
+    server = grpc.aio.server()
+    seen = Seen()
+    auth = FakeAuth()
+    health_servicer = health.aio.HealthServicer()
+    scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(FakeScheduler(seen), server)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, server)
+    monitor_pb2_grpc.add_MonitorServiceServicer_to_server(FakeMonitor(), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    for name in ("", "gpucloud.v1.SchedulerService"):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return FakeCore(server, port, seen, auth, health_servicer)

@@ -1,0 +1,121 @@
+"""Dashboard JWTs: HS256 pinned, exp/iat/iss/aud required; the secret kept in data_dir."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+from jose import jwt
+
+from gpucloud_server.errors import Unauthenticated
+from gpucloud_server.sessions import AUDIENCE, ISSUER, Sessions, load_or_create_secret
+from gpucloud_server.users import ROLE_ADMIN, ROLE_MEMBER, User
+
+SECRET = "s" * 48
+USER = User("u1", "someone@example.com", ROLE_MEMBER, False, 0.0)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _claims(**overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": "u1",
+        "email": "someone@example.com",
+        "role": ROLE_ADMIN,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + 600,
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def test_a_session_round_trips() -> None:
+    sessions = Sessions(SECRET, ttl_s=600)
+    issued = sessions.issue(USER)
+    principal = sessions.verify(issued.token)
+    assert (principal.user_id, principal.email, principal.is_admin) == (USER.id, USER.email, False)
+    assert abs(issued.expires_at - (time.time() + 600)) < 5
+    assert jwt.get_unverified_header(issued.token)["alg"] == "HS256"
+
+
+def test_alg_none_is_refused() -> None:
+    header = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    payload = _b64(json.dumps(_claims()).encode())
+    for token in (f"{header}.{payload}.", f"{header}.{payload}"):
+        with pytest.raises(Unauthenticated):
+            Sessions(SECRET, ttl_s=600).verify(token)
+
+
+def test_a_wrong_signature_is_refused() -> None:
+    forged = jwt.encode(_claims(), "another-secret-of-enough-length-xxxxxx", algorithm="HS256")
+    with pytest.raises(Unauthenticated):
+        Sessions(SECRET, ttl_s=600).verify(forged)
+
+
+def test_a_tampered_payload_is_refused() -> None:
+    token = Sessions(SECRET, ttl_s=600).issue(USER).token
+    header, _, signature = token.split(".")
+    payload = _b64(json.dumps(_claims(role=ROLE_ADMIN)).encode())
+    with pytest.raises(Unauthenticated):
+        Sessions(SECRET, ttl_s=600).verify(f"{header}.{payload}.{signature}")
+
+
+def test_another_hmac_algorithm_with_the_right_secret_is_refused() -> None:
+    token = jwt.encode(_claims(), SECRET, algorithm="HS512")
+    with pytest.raises(Unauthenticated):
+        Sessions(SECRET, ttl_s=600).verify(token)
+
+
+def test_an_expired_session_is_refused() -> None:
+    an_hour_ago = time.time() - 3600
+    token = Sessions(SECRET, ttl_s=60, clock=lambda: an_hour_ago).issue(USER).token
+    with pytest.raises(Unauthenticated):
+        Sessions(SECRET, ttl_s=60).verify(token)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        _claims(aud="someone-else"),
+        _claims(iss="someone-else"),
+        _claims(exp=None),
+        _claims(iat=None),
+        _claims(sub=None),
+        _claims(aud=None),
+    ],
+    ids=["wrong-aud", "wrong-iss", "no-exp", "no-iat", "no-sub", "no-aud"],
+)
+def test_tokens_with_wrong_or_missing_claims_are_refused(claims: dict[str, object]) -> None:
+    with pytest.raises(Unauthenticated):
+        Sessions(SECRET, ttl_s=600).verify(jwt.encode(claims, SECRET, algorithm="HS256"))
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "a.b.c", "x" * 5000])
+def test_garbage_is_refused(token: str) -> None:
+    with pytest.raises(Unauthenticated):
+        Sessions(SECRET, ttl_s=600).verify(token)
+
+
+def test_short_secrets_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 32"):
+        Sessions("too-short", ttl_s=600)
+
+
+def test_the_secret_is_generated_once_with_owner_only_permissions(tmp_path: Path) -> None:
+    first = load_or_create_secret(tmp_path)
+    assert len(first) >= 48
+    path = tmp_path / "jwt_secret"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert load_or_create_secret(tmp_path) == first
+    token = Sessions(first, ttl_s=600).issue(USER).token
+    Sessions(load_or_create_secret(tmp_path), ttl_s=600).verify(token)  # survives a restart
