@@ -149,7 +149,10 @@ class OpenAIRoutes:
             started, texts, finished = await _read_all(call, first, params.n)
         except grpc.aio.AioRpcError as err:
             info.error = err.code().name
-            raise from_grpc(err, info.request_id) from None
+            error = from_grpc(err, info.request_id)
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                error.param, error.code = "model", "model_not_found"
+            raise error from None
         except BaseException:
             call.cancel()
             raise

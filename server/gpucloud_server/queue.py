@@ -25,19 +25,19 @@ class Queueable(Protocol):
     """What the queue needs to know of a task."""
 
     @property
-    def id(self) -> str: ...  # noqa: D102 - protocol attribute
+    def id(self) -> str: ...
 
     @property
-    def model(self) -> str: ...  # noqa: D102
+    def model(self) -> str: ...
 
     @property
-    def priority(self) -> int: ...  # noqa: D102
+    def priority(self) -> int: ...
 
     @property
-    def key_id(self) -> str: ...  # noqa: D102
+    def key_id(self) -> str: ...
 
     @property
-    def enqueued_at(self) -> float: ...  # noqa: D102
+    def enqueued_at(self) -> float: ...
 
 
 SubKey = tuple[str, int, str]  # (model, priority, key id)

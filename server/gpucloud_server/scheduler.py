@@ -6,6 +6,7 @@ say; it answers through each task's event queue and each worker's outbox.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import deque
@@ -23,6 +24,7 @@ from gpucloud_server.errors import (
 from gpucloud_server.hub import Hub
 from gpucloud_server.queue import FairQueue
 from gpucloud_server.registry import GpuReading, Registry, Worker, WorkerInfo, WorkerState
+from gpucloud_server.seams import TaskQueue
 from gpucloud_server.tasks import (
     Delta,
     Failed,
@@ -76,16 +78,24 @@ WorkerEvent = Worker | TaskError
 
 
 class Scheduler:
-    def __init__(self, config: SchedulerConfig, on_end: Callable[[Outcome], None]) -> None:
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        on_end: Callable[[Outcome], None],
+        queue: TaskQueue[Task] | None = None,
+    ) -> None:
         self.config = config
         self.registry = Registry()
-        self.queue: FairQueue[Task] = FairQueue(config.queue_capacity, config.ageing_step_s)
+        self.queue: TaskQueue[Task] = queue or FairQueue(
+            config.queue_capacity, config.ageing_step_s
+        )
         self.events: Hub[WorkerEvent] = Hub()
         self.recent_waits_ms: deque[int] = deque(maxlen=50)
         self.finished: deque[tuple[float, int, bool]] = deque(maxlen=10_000)  # (t, tokens, ok)
         self.fenced = 0
         self.closing = False  # set on shutdown: running tasks finish, new ones are refused
-        self._tasks: dict[str, Task] = {}
+        self.idle = asyncio.Event()  # set while nothing is queued or running
+        self.idle.set()
         self._on_end = on_end
 
     # ---- callers -------------------------------------------------------------
@@ -99,7 +109,7 @@ class Scheduler:
         if len(self.queue) >= self.queue.capacity:
             raise ResourceExhausted("the queue is full; try again shortly", retry_after_s=1.0)
         task = Task(id=uuid.uuid4().hex, spec=spec)
-        self._tasks[task.id] = task
+        self.idle.clear()
         self.queue.push(task)
         self._dispatch()
         return task
@@ -295,7 +305,8 @@ class Scheduler:
         if worker is not None and worker.active.get(task.id) is task:
             del worker.active[task.id]
         task.state = TaskState.DONE
-        self._tasks.pop(task.id, None)
+        if not self.queue and not self.running:
+            self.idle.set()
         now = time.monotonic()
         tokens = task.relayed_tokens if completion_tokens is None else completion_tokens
         self.finished.append((now, prompt_tokens + tokens, outcome != "error"))

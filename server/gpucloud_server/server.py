@@ -21,6 +21,7 @@ from gpucloud.v1 import (
     scheduler_pb2_grpc,
 )
 from gpucloud_server.config import CoreSettings
+from gpucloud_server.identity import Identity
 from gpucloud_server.interceptor import ErrorInterceptor
 from gpucloud_server.principal import (
     KeyAuthority,
@@ -58,11 +59,25 @@ def scheduler_config(settings: CoreSettings) -> SchedulerConfig:
 class IdentityParts(Protocol):
     """What the core needs of identity (users, keys, limits, usage)."""
 
-    keys: KeyAuthority
-    sessions: SessionAuthority
-    limiter: RateLimiter
-    usage: UsageSink
-    metrics: MetricsSource
+    @property
+    def keys(self) -> KeyAuthority:
+        """Authenticates API keys."""
+
+    @property
+    def sessions(self) -> SessionAuthority:
+        """Verifies dashboard JWTs."""
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """Per-key rate limits."""
+
+    @property
+    def usage(self) -> UsageSink:
+        """Where usage records go."""
+
+    @property
+    def metrics(self) -> MetricsSource:
+        """Usage aggregates for MonitorService."""
 
     def auth_servicer(self) -> auth_pb2_grpc.AuthServiceServicer:
         """The AuthService implementation."""
@@ -77,11 +92,7 @@ class IdentityParts(Protocol):
 class CoreServer:
     def __init__(self, settings: CoreSettings, identity: IdentityParts | None = None) -> None:
         self.settings = settings
-        if identity is None:
-            from gpucloud_server.identity import Identity
-
-            identity = Identity(settings)
-        self.identity: IdentityParts = identity
+        self.identity: IdentityParts = identity if identity is not None else Identity(settings)
         self.scheduler = Scheduler(scheduler_config(settings), self._account)
         self.health = health.aio.HealthServicer()
         self.port = 0
@@ -135,8 +146,8 @@ class CoreServer:
         self.scheduler.closing = True
         await self.health.enter_graceful_shutdown()
         deadline = time.monotonic() + grace
-        while (self.scheduler.running or len(self.scheduler.queue)) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.scheduler.idle.wait(), grace)
         for worker in self.scheduler.registry.live():
             worker.outbox.put_nowait(None)
         if self._server is not None:

@@ -9,6 +9,7 @@ from enum import Enum
 
 from gpucloud_server.errors import GpucloudError
 from gpucloud_server.principal import KeyPrincipal
+from gpucloud_server.seams import TaskChannel
 
 
 class TaskState(Enum):
@@ -99,7 +100,7 @@ class Task:
     started_at: float | None = None
     first_token_at: float | None = None
     relayed_tokens: int = 0
-    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    events: TaskChannel[Event] = field(default_factory=asyncio.Queue)
 
     @property
     def model(self) -> str:

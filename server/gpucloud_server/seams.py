@@ -1,0 +1,62 @@
+"""The two seams a multi-core deployment replaces: the task queue and the task channel.
+
+The in-process implementations are `queue.FairQueue` and `asyncio.Queue`; a shared
+deployment swaps in ones backed by Redis (a sorted-set queue, pub/sub channels)
+without touching the scheduler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol, TypeVar
+
+from gpucloud_server.queue import Queueable
+
+T = TypeVar("T", bound=Queueable)
+E = TypeVar("E")
+
+
+class TaskQueue(Protocol[T]):
+    """Waiting tasks, handed out by priority and fair share."""
+
+    capacity: int
+
+    def __len__(self) -> int:
+        """Tasks waiting."""
+
+    def push(self, task: T, *, front: bool = False) -> None:
+        """Adds a task; `front` re-queues at the head of its key's line."""
+
+    def pop(self, models: Iterable[str], now: float) -> T | None:
+        """Takes the next task among those for `models`."""
+
+    def remove(self, task_id: str) -> T | None:
+        """Withdraws a task (cancelled or expired)."""
+
+    def position(self, task_id: str, now: float) -> int | None:
+        """Tasks that would run before this one."""
+
+    def tasks(self) -> Iterator[T]:
+        """Every waiting task."""
+
+    def depth_by_priority(self) -> dict[int, int]:
+        """Waiting tasks per priority."""
+
+    def forget_keys_idle_since(self, cutoff: float) -> None:
+        """Drops fairness state of long-idle keys."""
+
+
+class TaskChannel(Protocol[E]):
+    """Carries one task's events from whoever runs it to whoever waits for it."""
+
+    def put_nowait(self, item: E) -> None:
+        """Publishes an event; never blocks the scheduler."""
+
+    async def get(self) -> E:
+        """Waits for the next event."""
+
+    def get_nowait(self) -> E:
+        """The next event already there."""
+
+    def empty(self) -> bool:
+        """True when no event is waiting."""

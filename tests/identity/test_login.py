@@ -1,0 +1,111 @@
+"""Login throttling per account+IP and per IP, with memory and Redis storage."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from identity_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, FAST_HASHER, make_settings
+
+from gpucloud_server.errors import InvalidArgument, ResourceExhausted, Unauthenticated
+from gpucloud_server.identity import Identity
+
+MAX_FAILURES = 3
+MAX_PER_IP = 5
+LOCKOUT_S = 1
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory", id="memory"),
+        pytest.param("redis", id="redis", marks=pytest.mark.services),
+    ]
+)
+async def identity(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Identity]:
+    redis = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    settings = make_settings(
+        tmp_path,
+        None,
+        redis_url=redis,
+        login_max_failures=MAX_FAILURES,
+        login_max_failures_per_ip=MAX_PER_IP,
+        login_lockout_s=LOCKOUT_S,
+    )
+    async with Identity(settings, password_hasher=FAST_HASHER) as ident:
+        yield ident
+
+
+async def _fail(identity: Identity, email: str, ip: str, times: int) -> None:
+    for _ in range(times):
+        with pytest.raises(Unauthenticated):
+            await identity.logins.login(email, "wrong-password", ip)
+
+
+async def test_a_good_login_returns_a_session(identity: Identity) -> None:
+    result = await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.1")
+    assert identity.sessions.verify(result.session.token).email == ADMIN_EMAIL
+    assert result.user.must_change_password
+
+
+async def test_unknown_user_and_wrong_password_get_the_same_answer(identity: Identity) -> None:
+    with pytest.raises(Unauthenticated) as unknown:
+        await identity.logins.login("nobody@example.com", ADMIN_PASSWORD, "10.0.0.1")
+    with pytest.raises(Unauthenticated) as wrong:
+        await identity.logins.login(ADMIN_EMAIL, "wrong-password", "10.0.0.2")
+    assert unknown.value.message == wrong.value.message
+    assert unknown.value.metadata == wrong.value.metadata == {}
+
+
+async def test_an_account_locks_after_its_failures_even_for_the_right_password(
+    identity: Identity,
+) -> None:
+    await _fail(identity, ADMIN_EMAIL, "10.0.0.1", MAX_FAILURES)
+    with pytest.raises(ResourceExhausted) as locked:
+        await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.1")
+    assert locked.value.retry_after_s is not None
+    assert 0 < locked.value.retry_after_s <= LOCKOUT_S + 1
+    # Another address is not locked out of the account.
+    await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.2")
+
+
+async def test_unknown_accounts_lock_the_same_way(identity: Identity) -> None:
+    await _fail(identity, "nobody@example.com", "10.0.0.1", MAX_FAILURES)
+    with pytest.raises(ResourceExhausted):
+        await identity.logins.login("nobody@example.com", "whatever-password", "10.0.0.1")
+
+
+async def test_an_address_locks_after_failures_across_accounts(identity: Identity) -> None:
+    for i in range(MAX_PER_IP):
+        await _fail(identity, f"user{i}@example.com", "10.0.0.9", 1)
+    with pytest.raises(ResourceExhausted):
+        await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.9")
+    await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.10")
+
+
+async def test_a_good_login_resets_the_account_count(identity: Identity) -> None:
+    await _fail(identity, ADMIN_EMAIL, "10.0.0.1", MAX_FAILURES - 1)
+    await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.1")
+    await _fail(identity, ADMIN_EMAIL, "10.0.0.1", MAX_FAILURES - 1)
+    await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.1")
+
+
+@pytest.mark.slow
+async def test_a_lockout_ends_when_its_window_passes(identity: Identity) -> None:
+    await _fail(identity, ADMIN_EMAIL, "10.0.0.1", MAX_FAILURES)
+    with pytest.raises(ResourceExhausted) as locked:
+        await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.1")
+    assert locked.value.retry_after_s is not None
+    await asyncio.sleep(locked.value.retry_after_s + 0.1)
+    await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.1")
+
+
+async def test_password_changes_are_throttled_like_logins(identity: Identity) -> None:
+    result = await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.1")
+    user_id = result.user.id
+    for _ in range(MAX_FAILURES):
+        with pytest.raises(InvalidArgument):
+            await identity.logins.change_password(user_id, "wrong-password", "new-password", "x")
+    with pytest.raises(ResourceExhausted):
+        await identity.logins.change_password(user_id, ADMIN_PASSWORD, "new-password", "x")
