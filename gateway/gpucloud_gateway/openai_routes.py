@@ -24,7 +24,7 @@ from gpucloud_gateway.openai_protocol import (
     completion_body,
     parse_chat_request,
 )
-from gpucloud_gateway.sse import KEEPALIVE, EventStreamResponse, batches
+from gpucloud_gateway.sse import KEEPALIVE, DisconnectWatch, EventStreamResponse, batches
 
 if TYPE_CHECKING:
     from gpucloud.v1.scheduler_pb2_grpc import SchedulerServiceAsyncStub
@@ -140,13 +140,22 @@ class OpenAIRoutes:
         call = self._scheduler.CreateChatCompletion(
             params.request, metadata=core_metadata(request, authorization, info)
         )
+        watch = DisconnectWatch(request.receive, call)
         try:
             first = await call.read()
             headers = forwarded_headers(await call.initial_metadata(), info)
             if params.stream:
+                watch.stop()  # the streaming response watches from here on
                 stream = ChatStream(call, params, info, self._metrics, started_at)
                 return EventStreamResponse(stream.events(first, self._keepalive_s), headers)
             started, texts, finished = await _read_all(call, first, params.n)
+        except asyncio.CancelledError:
+            call.cancel()
+            if watch.disconnected:
+                raise ApiError(
+                    499, "The client closed the request.", code="client_closed"
+                ) from None
+            raise
         except grpc.aio.AioRpcError as err:
             info.error = err.code().name
             error = from_grpc(err, info.request_id)
@@ -156,6 +165,8 @@ class OpenAIRoutes:
         except BaseException:
             call.cancel()
             raise
+        finally:
+            watch.stop()
         note_started(info, started)
         record_completion(self._metrics, info, finished, False, started_at)
         headers["x-queue-wait-ms"] = str(started.queue_wait_ms)

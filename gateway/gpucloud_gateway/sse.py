@@ -1,10 +1,11 @@
-"""Server-sent events: relaying a gRPC server stream with keep-alives, disconnect-safe.
+"""Relaying gRPC calls to HTTP clients that may leave: SSE with keep-alives, disconnect watch.
 
 A pump task reads the call (cancelling a pending `call.read()` would cancel
 the RPC, so reads are never timed out); the writer waits on a queue with a
 timeout and sends a comment line when idle. Whatever ends the response — the
 stream, an error or the client leaving — the generator is closed and the gRPC
-call cancelled, which cancels the task on the worker.
+call cancelled, which cancels the task on the worker. Handlers that answer
+once at the end watch for the disconnect themselves (DisconnectWatch).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import grpc
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 KEEPALIVE = b": keep-alive\n\n"
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -95,3 +96,26 @@ async def batches(call: Any, keepalive_s: float) -> AsyncGenerator[list[Any], No
         call.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
+
+
+class DisconnectWatch:
+    """Cancels `call` when the HTTP client disconnects while the handler waits on the core.
+
+    Starlette only notices disconnects while a streaming response runs; a handler
+    awaiting a whole completion would otherwise keep the worker busy for nobody.
+    Stop the watch before a response starts: it must not compete for `receive`.
+    """
+
+    def __init__(self, receive: Receive, call: Any) -> None:
+        self.disconnected = False
+        self._task = asyncio.create_task(self._watch(receive, call))
+
+    async def _watch(self, receive: Receive, call: Any) -> None:
+        message: Message = await receive()
+        while message["type"] != "http.disconnect":
+            message = await receive()
+        self.disconnected = True
+        call.cancel()
+
+    def stop(self) -> None:
+        self._task.cancel()

@@ -126,7 +126,9 @@ class CoreServer:
         )
         auth_pb2_grpc.add_AuthServiceServicer_to_server(self.identity.auth_servicer(), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection((*SERVICES, reflection.SERVICE_NAME), server)
+        reflection.enable_server_reflection(
+            (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
         self.port = server.add_insecure_port(self.settings.grpc_address)
         await server.start()
         self._server = server

@@ -175,7 +175,7 @@ function KeyRow({ k, admin, onRevoke }) {
       ${admin && html`<td class="small">${k.ownerEmail}</td>`}
       <td class="small">
         ${limits.length ? limits.map((l) => html`<div key=${l}>${l}</div>`) : "defaults"}
-        ${k.priority !== null && k.priority !== undefined && html`<div class="muted">priority ${k.priority}</div>`}
+        ${k.priority > 0 && html`<div class="muted">priority ${k.priority}</div>`}
       </td>
       <td class="small">${k.allowedModels?.length ? k.allowedModels.join(", ") : html`<span class="muted">all</span>`}</td>
       <td class="num" data-testid="key-requests">${integer(k.requests)}</td>

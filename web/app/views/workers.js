@@ -29,6 +29,11 @@ function gpuModel(gpus) {
   return names.length === 1 && gpus.length > 1 ? `${gpus.length} × ${names[0]}` : names.join(", ");
 }
 
+/** "meta-llama/Llama-3.1-8B-Instruct" -> "Llama-3.1-8B-Instruct": the organisation is in the tooltip. */
+function shortModel(id) {
+  return id.slice(id.lastIndexOf("/") + 1);
+}
+
 function WorkerRow({ worker, now }) {
   const util = workerUtilization(worker);
   const mem = memory(worker);
@@ -41,11 +46,10 @@ function WorkerRow({ worker, now }) {
       data-worker-name=${worker.name}
       data-state=${worker.state}
     >
-      <td>
+      <td title=${`id ${worker.id} · ${worker.backend} backend`}>
         <div class="strong nowrap">${worker.name}</div>
-        <div class="muted small mono" title=${worker.id}>${worker.backend} · ${worker.id.slice(0, 8)}</div>
+        <div class="muted small" data-testid="worker-gpu">${gpuModel(worker.gpus)}</div>
       </td>
-      <td class="nowrap">${gpuModel(worker.gpus)}</td>
       <td class="cell-meter">
         <${Meter} value=${mem.used} max=${mem.total} label=${`${gib(mem.used)} / ${gib(mem.total)}`} />
       </td>
@@ -54,7 +58,7 @@ function WorkerRow({ worker, now }) {
       </td>
       <td class="num" data-testid="worker-load">${worker.activeTasks} / ${worker.slots}</td>
       <td class="models">
-        ${worker.models.map((m) => html`<span class="chip" key=${m}>${m}</span>`)}
+        ${worker.models.map((m) => html`<span class="chip" key=${m} title=${m}>${shortModel(m)}</span>`)}
       </td>
       <td class="nowrap" data-testid="worker-heartbeat">${ago(worker.lastHeartbeat, now)}</td>
       <td>
@@ -90,7 +94,6 @@ export function WorkersPage() {
           <thead>
             <tr>
               <th>Worker</th>
-              <th>GPU</th>
               <th>Memory</th>
               <th>Utilisation</th>
               <th class="num">Active / slots</th>
