@@ -28,9 +28,8 @@ async def api_key(channel: grpc.aio.Channel) -> tuple[str, str]:
     login = await auth.Login(auth_pb2.LoginRequest(email="admin@gpucloud.local", password="admin123"))
     jwt = (("authorization", f"Bearer {login.token}"),)
     created = await auth.CreateApiKey(
-        auth_pb2.CreateApiKeyRequest(
-            name="bench", rate_limit_per_minute=1_000_000, tokens_per_minute=1_000_000_000
-        ),
+        # Zero limits take the server defaults, which run() sets to 0: unlimited.
+        auth_pb2.CreateApiKeyRequest(name="bench"),
         metadata=jwt,
     )
     return created.secret, login.token
@@ -119,7 +118,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as data:
         port = free_port()
         address = f"127.0.0.1:{port}"
-        env = {"GPUCLOUD_JOIN_TOKEN": TOKEN, "GPUCLOUD_QUEUE_CAPACITY": "100000"}
+        env = {
+            "GPUCLOUD_JOIN_TOKEN": TOKEN,
+            "GPUCLOUD_QUEUE_CAPACITY": "100000",
+            "GPUCLOUD_DEFAULT_RPM": "0",
+            "GPUCLOUD_DEFAULT_TPM": "0",
+        }
         core = spawn(["-m", "gpucloud_server.cli", "server", "--grpc-port", str(port), "--data-dir", data], env)
         try:
             wait_port(port)

@@ -37,11 +37,13 @@ class GatewaySettings:
         return f"http://{self.http_host}:{self.http_port}"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the gateway; each defaults to its GPUCLOUD_* variable."""
+def add_arguments(parser: argparse.ArgumentParser, *, with_core: bool = True) -> None:
+    """Flags of the gateway; each defaults to its GPUCLOUD_* variable. `gpucloud up`
+    leaves out --core: it runs the core itself."""
     parser.add_argument("--http-host")
     parser.add_argument("--http-port", type=int)
-    parser.add_argument("--core", dest="core_address", help="core gRPC address, host:port")
+    if with_core:
+        parser.add_argument("--core", dest="core_address", help="core gRPC address, host:port")
     parser.add_argument("--max-body-bytes", type=int)
     parser.add_argument("--keepalive-s", type=float)
     parser.add_argument("--web-dir", type=Path)

@@ -81,3 +81,5 @@ def setup_logging(
         logger.handlers.clear()
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # One line per HTTP call made by the process itself is chatter, not news.
+    logging.getLogger("httpx").setLevel(max(root.level, logging.WARNING))

@@ -17,7 +17,11 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self._relay_metrics(self.registry)
+        self._cluster_metrics(self.registry)
+
+    def _relay_metrics(self, r: CollectorRegistry) -> None:
+        """What this gateway sees of the requests it relays."""
         self.requests = Counter(
             "gpucloud_requests",
             "Chat completion requests by model and HTTP status.",
@@ -39,6 +43,9 @@ class GatewayMetrics:
             "gpucloud_request_duration_seconds", "Gateway-measured completion latency.",
             ["model", "stream"], buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+
+    def _cluster_metrics(self, r: CollectorRegistry) -> None:
+        """Gauges copied from the core's MonitorService when /metrics is scraped."""
         self.queue_depth = Gauge("gpucloud_queue_depth", "Tasks waiting.", registry=r)
         self.queue_capacity = Gauge("gpucloud_queue_capacity", "Queue bound.", registry=r)
         self.running = Gauge("gpucloud_tasks_running", "Tasks running on workers.", registry=r)
@@ -46,18 +53,16 @@ class GatewayMetrics:
             "gpucloud_queue_oldest_wait_seconds", "Wait of the oldest queued task.", registry=r
         )
         self.workers = Gauge("gpucloud_workers", "Workers by state.", ["state"], registry=r)
+        gpu = ["worker", "gpu", "index"]
         self.gpu_util = Gauge(
-            "gpucloud_gpu_utilization_percent", "GPU utilisation.", ["worker", "gpu", "index"],
-            registry=r,
-        )  # fmt: skip
+            "gpucloud_gpu_utilization_percent", "GPU utilisation.", gpu, registry=r
+        )
         self.gpu_mem_used = Gauge(
-            "gpucloud_gpu_memory_used_bytes", "GPU memory in use.", ["worker", "gpu", "index"],
-            registry=r,
-        )  # fmt: skip
+            "gpucloud_gpu_memory_used_bytes", "GPU memory in use.", gpu, registry=r
+        )
         self.gpu_mem_total = Gauge(
-            "gpucloud_gpu_memory_total_bytes", "GPU memory.", ["worker", "gpu", "index"],
-            registry=r,
-        )  # fmt: skip
+            "gpucloud_gpu_memory_total_bytes", "GPU memory.", gpu, registry=r
+        )
         self.worker_tasks = Gauge(
             "gpucloud_worker_active_tasks", "Tasks running per worker.", ["worker"], registry=r
         )

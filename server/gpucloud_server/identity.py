@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # With Redis, revocations arrive over pub/sub and the TTL is only a backstop;
 # without it, the TTL alone bounds how long another core may accept a revoked key.
 CACHE_TTL_WITH_FEED_S = 30.0
-CACHE_TTL_ALONE_S = 1.0
+CACHE_TTL_ALONE_S = 0.5
 
 
 def _redis(url: str) -> Redis:
@@ -162,7 +162,11 @@ class Identity:
                 await timer
 
     async def __aenter__(self) -> Identity:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(

@@ -31,7 +31,7 @@ class KeyCache:
         self,
         ttl_s: float,
         *,
-        negative_ttl_s: float = 1.0,
+        negative_ttl_s: float = 1.0,  # capped at ttl_s
         max_entries: int = 100_000,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -9,7 +9,8 @@ from gpucloud_server.errors import InvalidArgument
 MAX_NAME = 100
 MAX_MODELS = 64
 MAX_MODEL_NAME = 200
-MAX_REQUESTS_PER_MINUTE = 1_000_000
+# The moving window keeps one timestamp per admitted request, so bound it.
+MAX_REQUESTS_PER_MINUTE = 10_000
 MAX_TOKENS_PER_MINUTE = 1_000_000_000
 MAX_LIFETIME_S = 10 * 365 * 86400
 DEFAULT_PRIORITY = 5

@@ -68,6 +68,8 @@ class RevocationFeed:
                     await self._listen(pubsub)
             except (RedisError, OSError, TimeoutError) as error:
                 log.warning("key revocation feed lost (%s); reconnecting", type(error).__name__)
+            except Exception:
+                log.exception("key revocation feed failed; reconnecting")
             finally:
                 self._cache.enabled = False
                 self._cache.clear()

@@ -169,6 +169,22 @@ class CoreServer:
 
     def _account(self, outcome: Outcome) -> None:
         key = outcome.spec.key
+        log.info(
+            "task %s",
+            outcome.outcome,
+            extra={
+                "request_id": outcome.spec.request_id,
+                "task_id": outcome.task_id,
+                "key_id": key.key_id,
+                "model": outcome.spec.model,
+                "worker": outcome.worker_id,
+                "status": outcome.error_code or "OK",
+                "queue_ms": outcome.queue_wait_ms,
+                "ttft_ms": outcome.time_to_first_token_ms,
+                "total_ms": outcome.total_ms,
+                "tokens": outcome.prompt_tokens + outcome.completion_tokens,
+            },
+        )
         self.identity.usage.record(
             UsageRecord(
                 task_id=outcome.task_id,

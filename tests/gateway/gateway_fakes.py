@@ -68,7 +68,9 @@ def _finished(n: int, completion_tokens: int) -> Event:
                 chat_pb2.ChoiceFinish(index=i, reason=chat_pb2.FINISH_REASON_STOP) for i in range(n)
             ],
             usage=chat_pb2.Usage(
-                prompt_tokens=5, completion_tokens=completion_tokens, total_tokens=5 + completion_tokens
+                prompt_tokens=5,
+                completion_tokens=completion_tokens,
+                total_tokens=5 + completion_tokens,
             ),
             time_to_first_token_ms=12,
         )
@@ -124,7 +126,10 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> AsyncIterator[Event]:
         scenario = request.model
         aborts = {
-            "forbidden": (grpc.StatusCode.PERMISSION_DENIED, "this API key may not use model 'forbidden'"),
+            "forbidden": (
+                grpc.StatusCode.PERMISSION_DENIED,
+                "this API key may not use model 'forbidden'",
+            ),
             "no-capacity": (grpc.StatusCode.UNAVAILABLE, "no worker has capacity for this model"),
             "bad-sampling": (grpc.StatusCode.INVALID_ARGUMENT, "top_p must be at most 1"),
         }
@@ -164,7 +169,9 @@ class FakeAuth(auth_pb2_grpc.AuthServiceServicer):
 
     USERS = {
         ADMIN_JWT: auth_pb2.User(id="u-admin", email="admin@test", role=auth_pb2.USER_ROLE_ADMIN),
-        MEMBER_JWT: auth_pb2.User(id="u-member", email="member@test", role=auth_pb2.USER_ROLE_MEMBER),
+        MEMBER_JWT: auth_pb2.User(
+            id="u-member", email="member@test", role=auth_pb2.USER_ROLE_MEMBER
+        ),
     }
 
     def __init__(self) -> None:
@@ -213,7 +220,11 @@ class FakeAuth(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.ListApiKeysResponse:
         user = await self._user(context)
-        mine = [k for k in self.keys.values() if user.role == auth_pb2.USER_ROLE_ADMIN or k.owner_id == user.id]
+        mine = [
+            k
+            for k in self.keys.values()
+            if user.role == auth_pb2.USER_ROLE_ADMIN or k.owner_id == user.id
+        ]
         return auth_pb2.ListApiKeysResponse(keys=mine)
 
     async def RevokeApiKey(
@@ -261,8 +272,11 @@ class FakeMonitor(monitor_pb2_grpc.MonitorServiceServicer):
     ) -> monitor_pb2.GetQueueResponse:
         await self._check(context)
         return monitor_pb2.GetQueueResponse(
-            depth=3, capacity=1000, by_priority=[monitor_pb2.PriorityDepth(priority=5, depth=3)],
-            recent_waits_ms=[1, 2], running=2,
+            depth=3,
+            capacity=1000,
+            by_priority=[monitor_pb2.PriorityDepth(priority=5, depth=3)],
+            recent_waits_ms=[1, 2],
+            running=2,
         )
 
     async def GetMetrics(
@@ -270,7 +284,9 @@ class FakeMonitor(monitor_pb2_grpc.MonitorServiceServicer):
     ) -> monitor_pb2.GetMetricsResponse:
         await self._check(context)
         return monitor_pb2.GetMetricsResponse(
-            buckets=[monitor_pb2.MetricsBucket(start=_ts(1_700_000_000), requests=request.window_minutes)],
+            buckets=[
+                monitor_pb2.MetricsBucket(start=_ts(1_700_000_000), requests=request.window_minutes)
+            ],
             by_model=[monitor_pb2.UsageSlice(id=MODEL, label=MODEL, requests=4, prompt_tokens=20)],
         )
 
@@ -280,7 +296,9 @@ class FakeMonitor(monitor_pb2_grpc.MonitorServiceServicer):
         await self._check(context)
         yield monitor_pb2.WatchResponse(worker=worker_status())
         while True:
-            yield monitor_pb2.WatchResponse(stats=monitor_pb2.ClusterStats(workers_online=1, queue_depth=3))
+            yield monitor_pb2.WatchResponse(
+                stats=monitor_pb2.ClusterStats(workers_online=1, queue_depth=3)
+            )
             await asyncio.sleep(0.05)
 
 

@@ -28,7 +28,9 @@ def assert_envelope(response: httpx.Response, status: int) -> dict[str, Any]:
     return dict(body["error"])
 
 
-async def post(client: httpx.AsyncClient, body: Any, headers: dict[str, str] = AUTH) -> httpx.Response:
+async def post(
+    client: httpx.AsyncClient, body: Any, headers: dict[str, str] = AUTH
+) -> httpx.Response:
     return await client.post("/v1/chat/completions", headers=headers, json=body)
 
 
@@ -40,7 +42,9 @@ async def test_missing_key_is_401_without_calling_the_core(client: httpx.AsyncCl
 
 
 async def test_bad_key_is_401(client: httpx.AsyncClient) -> None:
-    response = await post(client, {"model": MODEL, "messages": HELLO}, {"authorization": "Bearer x"})
+    response = await post(
+        client, {"model": MODEL, "messages": HELLO}, {"authorization": "Bearer x"}
+    )
     assert assert_envelope(response, 401)["type"] == "authentication_error"
 
 
@@ -64,7 +68,8 @@ async def test_core_refusals_map_to_permanent_http_errors(
 async def test_rate_limit_is_429_with_retry_after_and_limits(client: httpx.AsyncClient) -> None:
     response = await post(client, {"model": "rate-limited", "messages": HELLO})
     error = assert_envelope(response, 429)
-    assert error["type"] == "rate_limit_error" and error["code"] == "rate_limit_exceeded"
+    assert error["type"] == "rate_limit_error"
+    assert error["code"] == "rate_limit_exceeded"
     assert response.headers["retry-after-ms"] == "1500"
     assert response.headers["retry-after"] == "2"
     assert response.headers["x-ratelimit-remaining-requests"] == "59"
@@ -115,11 +120,17 @@ async def test_unreachable_core_is_503_with_a_generic_message(settings: GatewayS
         ({"model": MODEL, "messages": HELLO, "temperature": 3}, "temperature"),
         ({"model": MODEL, "messages": HELLO, "top_p": -1}, "top_p"),
         ({"model": MODEL, "messages": HELLO, "max_tokens": 0}, "max_tokens"),
-        ({"model": MODEL, "messages": HELLO, "max_completion_tokens": 1.5}, "max_completion_tokens"),
+        (
+            {"model": MODEL, "messages": HELLO, "max_completion_tokens": 1.5},
+            "max_completion_tokens",
+        ),
         ({"model": MODEL, "messages": HELLO, "n": 100}, "n"),
         ({"model": MODEL, "messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"model": MODEL, "messages": HELLO, "stream": "yes"}, "stream"),
-        ({"model": MODEL, "messages": HELLO, "stream_options": {"include_usage": True}}, "stream_options"),
+        (
+            {"model": MODEL, "messages": HELLO, "stream_options": {"include_usage": True}},
+            "stream_options",
+        ),
         ({"model": MODEL, "messages": HELLO, "priority": 11}, "priority"),
         ({"model": MODEL, "messages": HELLO, "seed": True}, "seed"),
     ],

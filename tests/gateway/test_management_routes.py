@@ -16,7 +16,8 @@ async def test_login_returns_token_expiry_and_user(client: httpx.AsyncClient) ->
     )
     assert response.status_code == 200
     body = response.json()
-    assert body["token"] == ADMIN_JWT and body["expiresAt"] == 99
+    assert body["token"] == ADMIN_JWT
+    assert body["expiresAt"] == 99
     assert body["user"] == {
         "id": "u-admin",
         "email": "admin@test",
@@ -68,11 +69,13 @@ async def test_key_lifecycle_shows_the_secret_once(client: httpx.AsyncClient) ->
     body = created.json()
     secret = body["secret"]
     key = body["key"]
-    assert key["rateLimitPerMinute"] == 120 and key["priority"] == 7
+    assert key["rateLimitPerMinute"] == 120
+    assert key["priority"] == 7
     assert key["allowedModels"] == [MODEL]
     assert key["expiresAt"] == "2030-01-01T00:00:00.000Z"
     assert key["createdAt"] == "2023-11-14T22:13:20.000Z"
-    assert key["revokedAt"] is None and key["last4"] == "abcd"
+    assert key["revokedAt"] is None
+    assert key["last4"] == "abcd"
     listed = await client.get("/api/keys", headers=ADMIN)
     assert secret not in listed.text
     assert "secret" not in orjson.loads(listed.content)["keys"][0]
@@ -106,7 +109,8 @@ async def test_key_creation_is_validated(client: httpx.AsyncClient) -> None:
 
 async def test_monitoring_endpoints_use_camel_case(client: httpx.AsyncClient) -> None:
     workers = (await client.get("/api/monitoring/workers", headers=ADMIN)).json()["workers"]
-    assert workers[0]["id"] == "w-1" and workers[0]["state"] == "online"
+    assert workers[0]["id"] == "w-1"
+    assert workers[0]["state"] == "online"
     assert workers[0]["gpus"][0]["memoryTotalBytes"] == 80 << 30
     assert workers[0]["metrics"][0]["utilizationPercent"] == 42.5
     assert workers[0]["metrics"][0]["temperatureCelsius"] is None

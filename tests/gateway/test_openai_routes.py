@@ -90,17 +90,21 @@ async def test_credentials_request_id_and_client_ip_travel_as_metadata(
 async def test_request_fields_reach_the_core(
     client: httpx.AsyncClient, fake_core: FakeCore
 ) -> None:
+    parts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
     body = chat(
         temperature=0.5, top_p=0.9, max_completion_tokens=20, stop="END", seed=7, n=1,
-        user="u-1", priority=3,
-        messages=[{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
+        user="u-1", priority=3, messages=[{"role": "user", "content": parts}],
     )  # fmt: skip
     await client.post("/v1/chat/completions", headers=AUTH, json=body)
     sent = fake_core.seen.requests[-1]
     assert sent.messages[0].content == "ab"
-    assert sent.sampling.temperature == 0.5 and sent.sampling.top_p == pytest.approx(0.9)
-    assert sent.sampling.max_tokens == 20 and list(sent.sampling.stop) == ["END"]
-    assert sent.sampling.seed == 7 and sent.user == "u-1" and sent.priority == 3
+    assert sent.sampling.temperature == 0.5
+    assert sent.sampling.top_p == pytest.approx(0.9)
+    assert sent.sampling.max_tokens == 20
+    assert list(sent.sampling.stop) == ["END"]
+    assert sent.sampling.seed == 7
+    assert sent.user == "u-1"
+    assert sent.priority == 3
 
 
 async def test_rate_limit_headers_are_forwarded_on_success(client: httpx.AsyncClient) -> None:

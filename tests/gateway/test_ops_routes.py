@@ -40,7 +40,9 @@ async def test_readyz_follows_the_core_health(
 async def test_readyz_counts_online_workers_with_an_ops_token(
     settings: GatewaySettings, channel: grpc.aio.Channel
 ) -> None:
-    app = create_app(GatewaySettings(core_address=settings.core_address, ops_token=ADMIN_JWT), channel)
+    app = create_app(
+        GatewaySettings(core_address=settings.core_address, ops_token=ADMIN_JWT), channel
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://g") as c:
         response = await c.get("/readyz")
     assert response.json() == {"status": "ready", "workersOnline": 1}

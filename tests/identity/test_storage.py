@@ -1,4 +1,4 @@
-"""Storage on SQLite and PostgreSQL: migrations, server settings, idempotent inserts, fast failure."""
+"""Storage on SQLite and PostgreSQL: migrations, settings, idempotent inserts, failing fast."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from identity_helpers import make_settings
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from identity_helpers import make_settings
 
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.errors import Unavailable
@@ -18,7 +18,6 @@ from gpucloud_server.storage import Database, open_database
 from gpucloud_server.storage.migrate import MIGRATIONS_DIR
 from gpucloud_server.storage.postgres import asyncpg_url
 from gpucloud_server.storage.tables import metadata, usage
-
 
 
 def _usage_row(task_id: str) -> dict[str, object]:
@@ -70,11 +69,15 @@ async def test_insert_ignore_keeps_the_first_row(database: Database) -> None:
     assert sorted(rows) == [("t1", 1), ("t2", 1), ("t3", 1)]
 
 
+async def _insert_then_fail(database: Database) -> None:
+    async with database.write() as conn:
+        await conn.execute(usage.insert().values(_usage_row("rolled-back")))
+        raise RuntimeError("boom")
+
+
 async def test_a_failed_write_rolls_back(database: Database) -> None:
     with pytest.raises(RuntimeError):
-        async with database.write() as conn:
-            await conn.execute(usage.insert().values(_usage_row("rolled-back")))
-            raise RuntimeError("boom")
+        await _insert_then_fail(database)
     async with database.read() as conn:
         count = await conn.scalar(sa.select(sa.func.count()).select_from(usage))
     assert count == 0
@@ -92,7 +95,12 @@ async def test_sqlite_is_set_up_for_a_server(tmp_path: Path) -> None:
         await db.close()
     assert (tmp_path / "gpucloud.db").exists()
     # synchronous: 1 = NORMAL
-    assert pragmas == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1, "busy_timeout": 5000}
+    assert pragmas == {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "foreign_keys": 1,
+        "busy_timeout": 5000,
+    }
 
 
 def test_postgres_urls_name_the_asyncpg_driver() -> None:

@@ -63,7 +63,8 @@ async def test_passwords_of_8_and_256_characters_are_accepted(
 
 
 @pytest.mark.parametrize(
-    "email", ["", "no-at-sign", "@example.com", "a@", "a b@example.com", "a@b@c", "a" * 250 + "@x.io"]
+    "email",
+    ["", "no-at-sign", "@example.com", "a@", "a b@example.com", "a@b@c", "a" * 250 + "@x.io"],
 )
 def test_malformed_emails_are_refused(email: str) -> None:
     with pytest.raises(InvalidArgument):

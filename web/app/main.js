@@ -128,6 +128,18 @@ function Shell({ session, route }) {
   `;
 }
 
+/** Signs out when the JWT expires, rather than at the next failing request. */
+function useExpiry(expiresAt) {
+  useEffect(() => {
+    if (!expiresAt) return undefined;
+    // setTimeout takes at most 2^31-1 ms (~24.8 days); a longer session just keeps its timer off.
+    const ms = Date.parse(expiresAt) - Date.now();
+    if (!(ms < 2 ** 31 - 1)) return undefined;
+    const timer = setTimeout(() => endSession("Your session has expired. Please sign in again."), Math.max(0, ms));
+    return () => clearTimeout(timer);
+  }, [expiresAt]);
+}
+
 function App() {
   const session = useSession();
   const route = useRoute();
@@ -136,6 +148,7 @@ function App() {
     if (signedIn) liveFeed.start();
     else liveFeed.stop();
   }, [signedIn]);
+  useExpiry(session?.expiresAt);
   if (!signedIn) return html`<${LoginPage} />`;
   return html`<${Shell} session=${session} route=${route} />`;
 }

@@ -26,9 +26,15 @@ export function currentSession() {
   return read(SESSION, null);
 }
 
+/** The login answer's expiry as ISO 8601; the gateway sends Unix seconds there. */
+function isoTime(value) {
+  if (typeof value === "number") return new Date(value * 1000).toISOString();
+  return value || null;
+}
+
 export function saveSession({ token, expiresAt, user }) {
   notice = null;
-  write(SESSION, { token, expiresAt, user });
+  write(SESSION, { token, expiresAt: isoTime(expiresAt), user });
 }
 
 export function updateUser(user) {

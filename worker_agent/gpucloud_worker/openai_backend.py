@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import httpx
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 BACKEND_NAME = "openai"
 _MAX_ERROR_CHARS = 500
+_TRAFFIC_WINDOW_S = 10.0  # two heartbeats
 _FINISH_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
 
 
@@ -76,6 +77,8 @@ class OpenAIBackend:
         self._nvml = nvml
         self._client: httpx.AsyncClient | None = None
         self._healthy = True
+        self._streams = 0
+        self._last_traffic = 0.0
 
     async def start(self) -> WorkerDescription:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -100,9 +103,10 @@ class OpenAIBackend:
             speed=self._speed,
         )
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk | Finish]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk | Finish, None]:
         client = self._require_client()
         stream = _Stream(request.n)
+        self._streams += 1
         try:
             # Leaving this block by aclose() or cancellation closes the response
             # before it was read to the end, which drops the connection: that is
@@ -110,19 +114,23 @@ class OpenAIBackend:
             async with client.stream("POST", "chat/completions", json=request_body(request)) as r:
                 if r.is_error:
                     raise await _status_error(r)
+                self._last_traffic = time.monotonic()
                 async for data in _sse_data(r):
+                    self._last_traffic = time.monotonic()
                     if data == "[DONE]":
                         break
                     for chunk in stream.feed(_decode(data)):
                         yield chunk
         except httpx.HTTPError as error:
             raise stream.failure(f"upstream connection failed ({type(error).__name__})") from error
+        finally:
+            self._streams -= 1
         yield stream.finish(request)
 
     async def health(self) -> Health:
         nvml = self._nvml
         gpus = await asyncio.to_thread(nvml.sample) if nvml is not None and nvml.available else ()
-        problem = await self._probe()
+        problem = None if self._streaming() else await self._probe()
         if (problem is None) != self._healthy:
             self._healthy = problem is None
             if problem is None:
@@ -143,6 +151,14 @@ class OpenAIBackend:
         if self._client is None:
             raise BackendError(ErrorKind.INTERNAL, "openai backend used before start()")
         return self._client
+
+    def _streaming(self) -> bool:
+        """Whether a stream is flowing now, which proves the upstream alive without a probe.
+
+        Servers that run one request at a time (llama-cpp-python) would hold a probe
+        until the stream ends, or even cut the stream short to answer it.
+        """
+        return self._streams > 0 and time.monotonic() - self._last_traffic < _TRAFFIC_WINDOW_S
 
     async def _probe(self) -> str | None:
         """None when the upstream lists its models within the health timeout, else why not."""
@@ -224,7 +240,9 @@ class _Stream:
 
     def finish(self, request: GenerationRequest) -> Finish:
         if not self.reasons:
-            raise self.failure("upstream ended the stream without finishing")
+            # A clean end without a finish reason is the upstream failing this very
+            # request (llama-cpp-python does so on context overflow): no retry.
+            raise BackendError(ErrorKind.INTERNAL, "upstream ended the stream without finishing")
         missing = [i for i in range(self.n) if i not in self.reasons]
         if missing:
             log.warning("upstream returned no choice %s of n=%d; ending it empty", missing, self.n)

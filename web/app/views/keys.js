@@ -174,7 +174,7 @@ function KeyRow({ k, admin, onRevoke }) {
       </td>
       ${admin && html`<td class="small">${k.ownerEmail}</td>`}
       <td class="small">
-        ${limits.length ? limits.map((l) => html`<div key=${l}>${l}</div>`) : "defaults"}
+        ${limits.length ? limits.map((l) => html`<div class="nowrap" key=${l}>${l}</div>`) : "defaults"}
         ${k.priority > 0 && html`<div class="muted">priority ${k.priority}</div>`}
       </td>
       <td class="small">${k.allowedModels?.length ? k.allowedModels.join(", ") : html`<span class="muted">all</span>`}</td>

@@ -22,24 +22,30 @@ const REQUEST_SERIES = [
 const TOKEN_SERIES = [{ label: "Tokens", color: COLORS[1], format: integer }];
 const COUNT_AXES = { y: { label: "per bucket", format: compact } };
 
-function Slices({ slices, testid, emptyTitle }) {
+/** Requests and tokens per model or per key; `share` adds a bar column (the model mix has its own). */
+function Slices({ slices, testid, emptyTitle, share = true }) {
   const total = slices.reduce((s, x) => s + x.requests, 0);
   if (total === 0) return html`<${Empty} title=${emptyTitle} testid=${`${testid}-empty`}>No requests in this window.<//>`;
   const sorted = [...slices].sort((a, b) => b.requests - a.requests);
+  const percent = (s) => `${Math.round((100 * s.requests) / total)}%`;
   return html`
     <div class="table-wrap"><table class="table" data-testid=${testid}>
       <thead>
-        <tr><th>Name</th><th class="num">Requests</th><th>Share</th><th class="num" title="prompt / completion">Tokens in / out</th></tr>
+        <tr>
+          <th>Name</th><th class="num">Requests</th>${share && html`<th>Share</th>`}
+          <th class="num" title="prompt / completion">Tokens in / out</th>
+        </tr>
       </thead>
       <tbody>
         ${sorted.map(
           (s, i) => html`
             <tr key=${s.id} data-testid=${`${testid}-row`}>
               <td class="nowrap"><span class="swatch" style=${`background:${COLORS[i % COLORS.length]}`}></span>${s.label}</td>
-              <td class="num">${integer(s.requests)}</td>
-              <td class="cell-meter">
-                <${Meter} value=${s.requests} max=${total} tone="info" label=${`${Math.round((100 * s.requests) / total)}%`} />
+              <td class="num">
+                ${integer(s.requests)} ${!share && html`<span class="muted small">${percent(s)}</span>`}
               </td>
+              ${share &&
+              html`<td class="cell-share"><${Meter} value=${s.requests} max=${total} tone="info" label=${percent(s)} /></td>`}
               <td class="num">${compact(s.promptTokens)} / ${compact(s.completionTokens)}</td>
             </tr>
           `,
@@ -146,7 +152,7 @@ export function MetricsPage() {
         <//>
         <${Card} title="Model mix" testid="model-mix-card">
           <${ModelMix} slices=${m.byModel} />
-          <${Slices} slices=${m.byModel} testid="model-mix" emptyTitle="No model traffic" />
+          <${Slices} slices=${m.byModel} testid="model-mix" emptyTitle="No model traffic" share=${false} />
         <//>
         <${Card} title="Latency percentiles" testid="latency-card">
           <${Percentiles} ttft=${m.timeToFirstToken} total=${m.totalTime} />

@@ -1,7 +1,7 @@
 // Overview: the cluster at a glance, live from the event feed.
 import { useMemo } from "preact/hooks";
 import { TimeChart } from "../chart.js";
-import { clock, decimal, integer, percent } from "../format.js";
+import { clock, decimal, integer, percent, plural } from "../format.js";
 import { html } from "../html.js";
 import { useLive } from "../live.js";
 import { Badge, Card, Empty, Meter, PageHeader, Spinner, Stat } from "../ui.js";
@@ -28,10 +28,14 @@ function Fleet({ workers }) {
       ${online.map(
         (w) => html`
           <li key=${w.id}>
-            <a href="#/workers" class="fleet-name">${w.name}</a>
-            <span class="muted small">${w.gpus.map((g) => g.name).join(", ")}</span>
-            <${Meter} value=${workerUtilization(w)} label=${percent(workerUtilization(w))} />
-            <span class="small">${w.activeTasks}/${w.slots} busy</span>
+            <div class="fleet-head">
+              <a href="#/workers" class="fleet-name">${w.name}</a>
+              <span class="muted small fleet-gpu">${w.gpus.map((g) => g.name).join(", ")}</span>
+            </div>
+            <div class="fleet-load">
+              <${Meter} value=${workerUtilization(w)} label=${percent(workerUtilization(w))} />
+              <span class="small muted nowrap">${w.activeTasks} / ${w.slots} slots</span>
+            </div>
           </li>
         `,
       )}
@@ -39,7 +43,13 @@ function Fleet({ workers }) {
   `;
 }
 
-function RecentErrors({ errors }) {
+function RecentErrors({ errors, count }) {
+  if (errors.length === 0 && count > 0) {
+    // The count covers errors from before this page opened; only later ones come with details.
+    return html`<${Empty} title=${`${plural(count, "recent error")}`} testid="errors-earlier">
+      Details of new failures show up here as they happen.
+    <//>`;
+  }
   if (errors.length === 0) {
     return html`<${Empty} title="No errors" testid="errors-empty">Failed tasks will show up here.<//>`;
   }
@@ -112,7 +122,7 @@ export function OverviewPage() {
       <//>
     </div>
     <${Card} title="Recent errors" testid="errors-card">
-      <${RecentErrors} errors=${errors} />
+      <${RecentErrors} errors=${errors} count=${recentErrorCount} />
     <//>
   `;
 }

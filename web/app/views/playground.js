@@ -101,6 +101,7 @@ function RunStats({ run }) {
   const tokens = run.usage?.completion_tokens ?? run.chunks;
   const decodeSeconds = run.firstTokenAt ? (end - run.firstTokenAt) / 1000 : 0;
   const rate = decodeSeconds > 0 ? tokens / decodeSeconds : null;
+  const busy = run.phase === "queued" || run.phase === "streaming";
   const label = {
     queued: `Queued${run.queuePosition ? ` (position ${run.queuePosition})` : ""}…`,
     streaming: "Streaming…",
@@ -118,21 +119,24 @@ function RunStats({ run }) {
           ? html`<strong>${integer(run.usage.prompt_tokens)}</strong> prompt +${" "}
               <strong>${integer(run.usage.completion_tokens)}</strong> completion =${" "}
               <strong>${integer(run.usage.total_tokens)}</strong> tokens`
-          : html`<span class="muted">usage when done</span>`}
+          : html`<span class="muted">${busy ? "usage when done" : "no usage reported"}</span>`}
       </span>
     </div>
   `;
 }
 
 function Transcript({ messages, live }) {
-  const end = useRef(null);
-  useEffect(() => end.current?.scrollIntoView({ block: "nearest" }), [messages.length, live?.content]);
+  const box = useRef(null);
+  // Follow the answer as it grows, inside the transcript only (never scroll the whole page).
+  useEffect(() => {
+    if (box.current) box.current.scrollTop = box.current.scrollHeight;
+  }, [messages.length, live?.content]);
   const all = live ? [...messages, live] : messages;
   if (all.length === 0) {
     return html`<${Empty} title="Say something" testid="pg-empty">The answer streams here as the model writes it.<//>`;
   }
   return html`
-    <div class="transcript" data-testid="pg-transcript">
+    <div class="transcript" ref=${box} data-testid="pg-transcript">
       ${all.map(
         (m, i) => html`
           <div class=${`message message-${m.role}`} key=${i} data-testid=${`pg-message-${m.role}`}>
@@ -144,67 +148,44 @@ function Transcript({ messages, live }) {
           </div>
         `,
       )}
-      <div ref=${end}></div>
     </div>
   `;
 }
 
-export function PlaygroundPage({ params }) {
-  const pick = useKeyChoice(params.get("key"));
-  const models = useModels(pick.secret);
-  const [settings, setSettings] = useState({ model: "", temperature: "0.7", maxTokens: "256", system: "" });
-  const [prompt, setPrompt] = useState("");
+/**
+ * The conversation and the answer being streamed: {messages, live, run, error, busy, send, stop,
+ * clear}. `run` holds the timings: startedAt, firstTokenAt, endedAt (performance.now() ms).
+ */
+function useChat() {
   const [messages, setMessages] = useState([]);
   const [live, setLive] = useState(null); // the assistant message being streamed
   const [run, setRun] = useState({ phase: "idle" });
   const [error, setError] = useState(null);
   const controller = useRef(null);
-
-  useEffect(() => {
-    if (models.models.length && !models.models.includes(settings.model)) {
-      setSettings((s) => ({ ...s, model: models.models[0] }));
-    }
-  }, [models.models]);
   useEffect(() => () => controller.current?.abort(), []); // leaving the page stops the stream
-
   const busy = run.phase === "queued" || run.phase === "streaming";
 
-  async function send(event) {
-    event?.preventDefault();
-    if (busy || !prompt.trim() || !pick.secret || !settings.model) return;
-    const history = [...messages, { role: "user", content: prompt.trim() }];
-    const request = {
-      model: settings.model,
-      messages: [...(settings.system.trim() ? [{ role: "system", content: settings.system.trim() }] : []), ...history],
-      temperature: Number(settings.temperature),
-      max_tokens: Number(settings.maxTokens),
-    };
-    controller.current = new AbortController();
-    let content = "";
+  async function send(apiKey, request, prompt) {
+    const history = [...messages, { role: "user", content: prompt }];
     const state = { phase: "queued", startedAt: performance.now(), chunks: 0, usage: null };
-    const publish = (patch) => {
-      Object.assign(state, patch);
-      setRun({ ...state });
-    };
+    const publish = (patch) => setRun({ ...Object.assign(state, patch) });
+    let content = "";
+    controller.current = new AbortController();
     setMessages(history);
-    setPrompt("");
     setError(null);
-    setLive({ role: "assistant", content: "" });
+    setLive({ role: "assistant", content });
     publish({});
     try {
       await streamChat({
-        apiKey: pick.secret,
-        request,
+        apiKey,
+        request: { ...request, messages: [...request.messages, ...history] },
         signal: controller.current.signal,
         onQueued: (position) => publish({ queuePosition: position }),
         onDelta: (text) => {
           content += text;
           setLive({ role: "assistant", content });
-          publish({
-            phase: "streaming",
-            chunks: state.chunks + 1,
-            firstTokenAt: state.firstTokenAt ?? performance.now(),
-          });
+          const firstTokenAt = state.firstTokenAt ?? performance.now();
+          publish({ phase: "streaming", chunks: state.chunks + 1, firstTokenAt });
         },
         onUsage: (usage) => publish({ usage }),
         onFinish: (reason) => publish({ finishReason: reason }),
@@ -222,6 +203,60 @@ export function PlaygroundPage({ params }) {
     }
   }
 
+  return {
+    messages,
+    live,
+    run,
+    error,
+    busy,
+    send,
+    stop: () => controller.current?.abort(), // the gateway sees the disconnect and cancels the task
+    clear: () => setMessages([]),
+  };
+}
+
+function ChatError({ error }) {
+  if (!error) return null;
+  const title = error.status === 401 ? "Key refused" : error.status ? `Error ${error.status}` : "Error";
+  return html`
+    <div class="alert alert-error" role="alert" data-testid="pg-error">
+      <strong>${title}</strong><span>${error.message}</span>
+    </div>
+  `;
+}
+
+export function PlaygroundPage({ params }) {
+  const pick = useKeyChoice(params.get("key"));
+  const models = useModels(pick.secret);
+  const [settings, setSettings] = useState({ model: "", temperature: "0.7", maxTokens: "256", system: "" });
+  const [prompt, setPrompt] = useState("");
+  const chat = useChat();
+
+  useEffect(() => {
+    if (models.models.length && !models.models.includes(settings.model)) {
+      setSettings((s) => ({ ...s, model: models.models[0] }));
+    }
+  }, [models.models]);
+
+  const ready = prompt.trim() && pick.secret && settings.model;
+
+  function send(event) {
+    event.preventDefault();
+    if (chat.busy || !ready) return;
+    const system = settings.system.trim();
+    chat.send(
+      pick.secret,
+      {
+        model: settings.model,
+        messages: system ? [{ role: "system", content: system }] : [],
+        temperature: Number(settings.temperature),
+        max_tokens: Number(settings.maxTokens),
+      },
+      prompt.trim(),
+    );
+    setPrompt("");
+  }
+
   function onKeyDown(e) {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) send(e);
   }
@@ -235,26 +270,24 @@ export function PlaygroundPage({ params }) {
       <${Card}
         title="Chat"
         class="pg-chat"
-        actions=${html`<button class="button button-ghost button-small" onClick=${() => setMessages([])}
-          disabled=${busy || messages.length === 0} data-testid="pg-clear">Clear</button>`}
+        actions=${html`<button class="button button-ghost button-small" onClick=${chat.clear}
+          disabled=${chat.busy || chat.messages.length === 0} data-testid="pg-clear">Clear</button>`}
       >
-        <${Transcript} messages=${messages} live=${live} />
-        ${error &&
-        html`<div class="alert alert-error" role="alert" data-testid="pg-error">
-          <strong>${error.status === 401 ? "Key refused" : error.status ? `Error ${error.status}` : "Error"}</strong>
-          <span>${error.message}</span>
-        </div>`}
-        <${RunStats} run=${run} />
+        <${Transcript} messages=${chat.messages} live=${chat.live} />
+        <${ChatError} error=${chat.error} />
+        <${RunStats} run=${chat.run} />
         <form class="composer" onSubmit=${send}>
           <textarea rows="3" value=${prompt} onInput=${(e) => setPrompt(e.currentTarget.value)} onKeyDown=${onKeyDown}
             placeholder=${pick.secret ? "Ask something… (Ctrl+Enter to send)" : "Choose or paste an API key first"}
             data-testid="pg-prompt"></textarea>
           <div class="composer-actions">
-            ${busy
-              ? html`<button type="button" class="button button-danger" onClick=${() => controller.current?.abort()}
-                  data-testid="pg-stop">Stop</button>`
-              : html`<button type="submit" class="button button-primary" data-testid="pg-send"
-                  disabled=${!prompt.trim() || !pick.secret || !settings.model}>Send</button>`}
+            ${chat.busy
+              ? html`<button type="button" class="button button-danger" onClick=${chat.stop} data-testid="pg-stop">
+                  Stop
+                </button>`
+              : html`<button type="submit" class="button button-primary" data-testid="pg-send" disabled=${!ready}>
+                  Send
+                </button>`}
           </div>
         </form>
       <//>

@@ -17,6 +17,12 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
+    _create_users()
+    _create_api_keys()
+    _create_usage()
+
+
+def _create_users() -> None:
     op.create_table(
         "users",
         sa.Column("id", sa.String(32), nullable=False),
@@ -28,6 +34,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_users"),
         sa.UniqueConstraint("email", name="uq_users_email"),
     )
+
+
+def _create_api_keys() -> None:
     op.create_table(
         "api_keys",
         sa.Column("id", sa.String(32), nullable=False),
@@ -48,6 +57,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("secret_hash", name="uq_api_keys_secret_hash"),
     )
     op.create_index("ix_api_keys_user_id", "api_keys", ["user_id"])
+
+
+def _create_usage() -> None:
     op.create_table(
         "usage",
         sa.Column("task_id", sa.String(64), nullable=False),

@@ -1,0 +1,316 @@
+"""The openai backend's protocol mapping, against scripted upstreams doing what real ones rarely do.
+
+llama.cpp's server (test_openai_backend.py) covers the normal path; these cover
+usage chunks, n > 1, 5xx, 401, in-stream errors and timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from gpucloud_worker.backend import (
+    BackendError,
+    Chunk,
+    ErrorKind,
+    Finish,
+    FinishReason,
+    GenerationRequest,
+    Message,
+    ModelOffer,
+)
+from gpucloud_worker.nvml import Nvml
+from gpucloud_worker.openai_backend import OpenAIBackend, estimate_prompt_tokens
+
+Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]
+
+
+def sse(*events: dict[str, Any] | str, done: bool = True) -> Reply:
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+        )
+        for event in events:
+            data = event if isinstance(event, str) else orjson.dumps(event).decode()
+            writer.write(f"data: {data}\n\n".encode())
+            await writer.drain()
+        if done:
+            writer.write(b"data: [DONE]\n\n")
+
+    return reply
+
+
+def status(code: int, body: dict[str, Any]) -> Reply:
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        payload = orjson.dumps(body)
+        writer.write(
+            f"HTTP/1.1 {code} X\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n".encode()
+            + payload
+        )
+
+    return reply
+
+
+async def drop(writer: asyncio.StreamWriter) -> None:
+    """The upstream dies after reading the request."""
+
+
+async def hang(writer: asyncio.StreamWriter) -> None:
+    """The upstream accepts the request and never answers (until the test ends)."""
+    await asyncio.sleep(30)
+
+
+def delta(text: str, index: int = 0, finish: str | None = None) -> dict[str, Any]:
+    choice = {"index": index, "delta": {"content": text}, "finish_reason": finish}
+    return {"object": "chat.completion.chunk", "choices": [choice]}
+
+
+class FakeUpstream:
+    """A minimal HTTP/1.1 server playing an OpenAI-compatible upstream from a script."""
+
+    def __init__(self) -> None:
+        self.chat: Reply = sse(delta("hi", finish="stop"))
+        self.models: Reply = status(200, {"object": "list", "data": [{"id": "m", "owned_by": "o"}]})
+        self.requests: list[tuple[str, dict[str, str], Any]] = []
+        self.port = 0
+        self.handlers: set[asyncio.Task[Any]] = set()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self.handlers.add(handler)
+        try:
+            await self._answer(reader, writer)
+        finally:
+            writer.close()
+            self.handlers.discard(handler)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
+        path = head[0].split()[1]
+        headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
+        body = await reader.readexactly(int(headers.get("content-length", 0)))
+        self.requests.append((path, headers, orjson.loads(body) if body else None))
+        with contextlib.suppress(ConnectionError):
+            await (self.models if path.endswith("/models") else self.chat)(writer)
+            await writer.drain()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    fake = FakeUpstream()
+    server = await asyncio.start_server(fake.serve, "127.0.0.1", 0)
+    fake.port = server.sockets[0].getsockname()[1]
+    yield fake
+    server.close()
+    for handler in list(fake.handlers):
+        handler.cancel()
+    await asyncio.gather(*fake.handlers, return_exceptions=True)
+    await server.wait_closed()
+
+
+@pytest.fixture
+async def backend(upstream: FakeUpstream) -> AsyncIterator[OpenAIBackend]:
+    backend = OpenAIBackend(
+        f"http://127.0.0.1:{upstream.port}/v1",
+        api_key="sk-upstream",
+        read_timeout=0.5,
+        nvml=Nvml(None, ()),
+    )
+    await backend.start()
+    yield backend
+    await backend.close()
+
+
+def task(n: int = 1, **options: Any) -> GenerationRequest:
+    messages = (Message("system", "be brief"), Message("user", "hello there"))
+    return GenerationRequest("t1", "m", messages, max_tokens=16, n=n, **options)
+
+
+async def run(backend: OpenAIBackend, request: GenerationRequest) -> list[Chunk | Finish]:
+    return [item async for item in backend.generate(request)]
+
+
+async def failure(backend: OpenAIBackend, request: GenerationRequest) -> BackendError:
+    with pytest.raises(BackendError) as caught:
+        await run(backend, request)
+    return caught.value
+
+
+async def test_forwards_parameters_and_asks_for_usage(
+    backend: OpenAIBackend, upstream: FakeUpstream
+) -> None:
+    await run(backend, task(temperature=0.5, top_p=0.9, stop=("\n",), seed=7))
+    path, headers, body = upstream.requests[-1]
+    assert (path, headers["authorization"]) == ("/v1/chat/completions", "Bearer sk-upstream")
+    assert body == {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "hello there"},
+        ],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": 16,
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "seed": 7,
+        "stop": ["\n"],
+    }
+
+
+async def test_discovers_models_with_their_owner(upstream: FakeUpstream) -> None:
+    backend = OpenAIBackend(f"http://127.0.0.1:{upstream.port}/v1", nvml=Nvml(None, ()))
+    description = await backend.start()
+    await backend.close()
+    assert description.models == (ModelOffer("m", "o"),)
+    assert (description.backend, description.gpus, description.slots) == ("openai", (), 8)
+
+
+async def test_upstream_usage_chunk_wins_over_counting(
+    backend: OpenAIBackend, upstream: FakeUpstream
+) -> None:
+    usage = {"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 5}}
+    upstream.chat = sse({"choices": [{"index": 0, "delta": {"role": "assistant"}}]},
+                        delta("Hel"), delta("lo", finish="length"), usage)  # fmt: skip
+    items = await run(backend, task())
+    assert items == [
+        Chunk(0, "Hel", 1),
+        Chunk(0, "lo", 1),
+        Finish((FinishReason.LENGTH,), prompt_tokens=11, completion_tokens=5),
+    ]
+
+
+async def test_without_usage_tokens_are_counted_and_the_prompt_estimated(
+    backend: OpenAIBackend, upstream: FakeUpstream
+) -> None:
+    upstream.chat = sse(delta("a"), delta("b"), delta("c", finish="stop"))
+    *_, finish = await run(backend, task())
+    assert finish == Finish((FinishReason.STOP,), estimate_prompt_tokens(task().messages), 3)
+    assert estimate_prompt_tokens(task().messages) == 3 + (3 + 2) + (3 + 3)
+
+
+async def test_n_choices_keep_their_indexes(backend: OpenAIBackend, upstream: FakeUpstream) -> None:
+    upstream.chat = sse(delta("x", 0), delta("y", 1), delta("", 1, "length"), delta("", 0, "stop"))
+    items = await run(backend, task(n=2))
+    assert upstream.requests[-1][2]["n"] == 2
+    assert items == [
+        Chunk(0, "x", 1),
+        Chunk(1, "y", 1),
+        Finish(
+            (FinishReason.STOP, FinishReason.LENGTH), estimate_prompt_tokens(task().messages), 2
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        (400, ErrorKind.INVALID_REQUEST),
+        (404, ErrorKind.INVALID_REQUEST),
+        (401, ErrorKind.INTERNAL),
+        (429, ErrorKind.RETRYABLE),
+        (500, ErrorKind.RETRYABLE),
+        (503, ErrorKind.RETRYABLE),
+    ],
+)
+async def test_upstream_status_codes_map_to_error_kinds(
+    backend: OpenAIBackend, upstream: FakeUpstream, code: int, kind: ErrorKind
+) -> None:
+    upstream.chat = status(
+        code, {"error": {"message": "context too long", "type": "x", "code": code}}
+    )
+    error = await failure(backend, task())
+    assert error.kind == kind
+    assert error.details == {"upstream_status": str(code)}
+    if kind is ErrorKind.INVALID_REQUEST:
+        assert error.message == "context too long"
+    if code == 401:
+        assert "context too long" not in error.message  # the worker's problem, not the client's
+
+
+async def test_dropped_before_any_token_is_retryable(
+    backend: OpenAIBackend, upstream: FakeUpstream
+) -> None:
+    upstream.chat = drop
+    assert (await failure(backend, task())).kind == ErrorKind.RETRYABLE
+
+
+async def test_stream_cut_after_a_token_is_internal(
+    backend: OpenAIBackend, upstream: FakeUpstream
+) -> None:
+    upstream.chat = sse(delta("a"), done=False)
+    assert (await failure(backend, task())).kind == ErrorKind.INTERNAL
+
+
+async def test_a_clean_but_empty_stream_is_internal(
+    backend: OpenAIBackend, upstream: FakeUpstream
+) -> None:
+    """llama-cpp-python's answer to a streamed request that overflows its context."""
+    upstream.chat = sse(done=False)
+    error = await failure(backend, task())
+    assert (error.kind, error.message) == (
+        ErrorKind.INTERNAL,
+        "upstream ended the stream without finishing",
+    )
+
+
+async def test_timeout_before_first_token_is_retryable(
+    backend: OpenAIBackend, upstream: FakeUpstream
+) -> None:
+    upstream.chat = hang
+    assert (await failure(backend, task())).kind == ErrorKind.RETRYABLE
+
+
+@pytest.mark.parametrize(
+    ("events", "kind"),
+    [
+        ([{"error": {"message": "bad stop", "code": 400}}], ErrorKind.INVALID_REQUEST),
+        ([{"error": {"message": "OOM", "code": 500}}], ErrorKind.RETRYABLE),
+        ([delta("a"), {"error": {"message": "OOM", "code": 500}}], ErrorKind.INTERNAL),
+        (["not json"], ErrorKind.RETRYABLE),
+    ],
+)
+async def test_errors_inside_the_stream(
+    backend: OpenAIBackend, upstream: FakeUpstream, events: list[Any], kind: ErrorKind
+) -> None:
+    upstream.chat = sse(*events)
+    assert (await failure(backend, task())).kind == kind
+
+
+async def test_health_follows_the_models_probe(
+    backend: OpenAIBackend, upstream: FakeUpstream
+) -> None:
+    assert (await backend.health()).healthy
+    upstream.models = status(503, {"error": {"message": "loading"}})
+    health = await backend.health()
+    assert (health.healthy, health.gpus) == (False, ())
+    assert "503" in health.message
+    upstream.models = status(200, {"data": []})
+    assert (await backend.health()).healthy
+
+
+async def test_configured_models_need_no_upstream_at_start() -> None:
+    backend = OpenAIBackend(
+        "http://127.0.0.1:9/v1", models=["a", "b"], slots=2, nvml=Nvml(None, ())
+    )
+    description = await backend.start()
+    health = await backend.health()
+    await backend.close()
+    assert [m.id for m in description.models] == ["a", "b"]
+    assert description.slots == 2
+    assert not health.healthy
+    assert "unreachable" in health.message
+
+
+async def test_discovery_gives_up_after_the_startup_timeout() -> None:
+    backend = OpenAIBackend("http://127.0.0.1:9/v1", startup_timeout=0.3, nvml=Nvml(None, ()))
+    with pytest.raises(BackendError, match="could not discover the models"):
+        await backend.start()
+    await backend.close()
