@@ -16,7 +16,9 @@ import argparse
 import contextlib
 import json
 import statistics
+import subprocess
 import time
+import timeit
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,27 @@ from targets import Target
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 PROMPT = "Say something short."
 WARMUP_S = 2.0
+
+
+def revision() -> str:
+    """The commit the product runs from, "+dirty" when its packages have local changes."""
+    git = ["git", "-C", str(ROOT)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            [*git, "status", "--porcelain", "--", "proto", "server", "gateway", "worker_agent"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if changed else "")
+
+
+def calibration_us() -> float:
+    """µs per sum(range(10_000)) now: how fast (or how shared) the machine was during the run."""
+    return min(timeit.repeat("sum(range(10_000))", number=200, repeat=5)) / 200 * 1e6
 
 
 def body(model: str, max_tokens: int, stream: bool) -> bytes:
@@ -103,6 +126,7 @@ def running(names: list[str], args: argparse.Namespace) -> Iterator[list[Target]
         up: list[Target] = []
         for name in names:
             print(f"starting {name}", flush=True)
+            target: contextlib.AbstractContextManager[Target]
             if name == "bare":
                 target = targets.bare()
             elif name == "relay":
@@ -128,6 +152,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
+        "revision": revision(),
+        "calibration_us_before": round(calibration_us(), 1),
         "settings": {
             "model": args.model, "max_tokens": args.max_tokens,
             "stream_tokens": args.stream_tokens, "concurrency": args.concurrency,
@@ -152,6 +178,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "completion_tokens": usage.get("completion_tokens"),
             "rounds": runs,
         }
+    results["calibration_us_after"] = round(calibration_us(), 1)
     # Ratios within each round (same minutes of the machine), then their median.
     per_round = [report.ratios(r, args.concurrency) for r in rounds]
     results["ratios"] = report.with_goals(median(per_round), args.concurrency, results["targets"])
@@ -174,8 +201,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1, help="medians over this many rounds")
     parser.add_argument("--workers", type=int, default=4, help="sim workers of the product")
     parser.add_argument(
-        "--keys", type=int, default=32, help="API keys the product's load rotates over"
+        "--keys", type=int, default=8, help="API keys the product's load rotates over"
     )
+    parser.add_argument(
+        "--variant", type=variant, action="append", default=[], metavar="NAME=DIR",
+        help="also run the product from another checkout of the repository (repeatable)",
+    )  # fmt: skip
     parser.add_argument(
         "--out", type=Path, help="results JSON (default bench/results/gateway-<time>.json)"
     )

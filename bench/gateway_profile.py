@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--native", action="store_true", help="C/Cython frames too (slower)")
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--keys", type=int, default=8, help="API keys the load rotates over")
     parser.add_argument(
         "--out", type=Path, default=Path(tempfile.gettempdir()) / "gpucloud-profile"
     )
@@ -124,7 +125,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     tokens = args.tokens or (128 if args.stream else 16)
     request = body(MODEL, tokens, args.stream)
-    start = targets.product(args.workers, 32) if args.target == "product" else targets.relay()
+    start = (
+        targets.product(args.workers, args.keys) if args.target == "product" else targets.relay()
+    )
     with start as target:
         targets.wait_answer(target, body(MODEL, 16, False))
         loadgen.wrk(target.chat_url, target.keys, body(MODEL, 16, False), args.concurrency, 3)

@@ -73,13 +73,18 @@ def markdown(results: dict[str, Any]) -> str:
     s = results["settings"]
     cn = f"c{s['concurrency']}"
     lines = [
-        f"Gateway benchmark, {results['date']}, {results['machine']}.",
+        f"Gateway benchmark, {results['date']}, {results['machine']}, "
+        f"revision {results.get('revision', 'unknown')}.",
         f"Model {s['model']}, max_tokens {s['max_tokens']} (streams {s['stream_tokens']}), "
-        f"{s['seconds']:g} s per load, median of {s['rounds']} round(s).",
+        f"{s['seconds']:g} s per load, median of {s['rounds']} round(s). "
+        f"Machine speed: sum(range(10000)) took {results.get('calibration_us_before', 0):.0f} µs "
+        f"before and {results.get('calibration_us_after', 0):.0f} µs after "
+        "(lower = a quieter machine).",
         "",
         f"| target | c1 req/s | c1 p50 ms | c1 p99 ms | {cn} req/s | {cn} p50 ms | {cn} p99 ms "
-        f"| CPU ms/req at {cn} | stream chunks/s ({cn}) | stream TTFT p50 ms | CPU % at {cn} |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        f"| CPU ms/req at {cn} | stream chunks/s ({cn}) | streams/s | stream TTFT p50 ms "
+        f"| CPU % at {cn} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     found = results["targets"]
     for name in found:
@@ -89,7 +94,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {name} | {c1['requests_per_second']:,.0f} | {c1['p50_ms']:.2f} | "
             f"{c1['p99_ms']:.2f} | {c['requests_per_second']:,.0f} | {c['p50_ms']:.2f} | "
             f"{c['p99_ms']:.2f} | {_figure(c, 'cpu_ms_per_request')} | "
-            f"{st['chunks_per_second']:,.0f} | {st['ttft_p50_ms']:.2f} | "
+            f"{st['chunks_per_second']:,.0f} | {st['streams_per_second']:,.1f} | "
+            f"{st['ttft_p50_ms']:.2f} | "
             f"{_cpu(c)} |"
         )
     lines.append("")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from gpucloud_gateway.logs import LogFormat
@@ -31,6 +31,8 @@ class GatewaySettings:
     core_timeout_s: float = 10.0
     # Bearer credential MonitorService accepts, for /readyz and the cluster gauges of /metrics.
     ops_token: str | None = None
+    # Stop when stdin reaches EOF: `gpucloud up` sets it so its gateway never outlives it.
+    exit_with_parent: bool = False
 
     @property
     def base_url(self) -> str:
@@ -49,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_core: bool = True) ->
     parser.add_argument("--web-dir", type=Path)
     parser.add_argument("--log-level")
     parser.add_argument("--log-format", choices=["auto", "json", "console"])
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", default=None, help="stop when stdin closes"
+    )
 
 
 _ENV: dict[str, tuple[str, type]] = {
@@ -68,8 +73,9 @@ _ENV: dict[str, tuple[str, type]] = {
 def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> GatewaySettings:
     """Flags win over env, env over defaults."""
     values: dict[str, object] = {}
-    for name, (var, kind) in _ENV.items():
-        if env.get(var):
+    for name in (f.name for f in fields(GatewaySettings)):
+        if name in _ENV and env.get(_ENV[name][0]):
+            var, kind = _ENV[name]
             values[name] = kind(env[var])
         flag = getattr(args, name, None) if args is not None else None
         if flag is not None:

@@ -59,10 +59,22 @@ def server(settings: GatewaySettings, channel: grpc.aio.Channel) -> uvicorn.Serv
     )
 
 
+class _StopOnEof(asyncio.Protocol):
+    def __init__(self, target: uvicorn.Server) -> None:
+        self._target = target
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._target.should_exit = True
+
+
 async def serve(settings: GatewaySettings) -> None:
     channel = core_channel(settings.core_address)
+    http = server(settings, channel)
+    if settings.exit_with_parent:
+        # The parent holds the other end of our stdin; its death closes the pipe.
+        await asyncio.get_running_loop().connect_read_pipe(lambda: _StopOnEof(http), sys.stdin)
     try:
-        await server(settings, channel).serve()
+        await http.serve()
     finally:
         await channel.close()
 

@@ -73,15 +73,18 @@ class OpsRoutes:
         except grpc.aio.AioRpcError as err:
             reason = f"core unreachable: {err.code().name}"
             return _json({"status": "unavailable", "reason": reason}, 503)
-        if not online:
+        if online == 0:
             return _json({"status": "unavailable", "reason": "no worker online"}, 503)
-        return _json({"status": "ready", "workersOnline": online})
+        body: dict[str, Any] = {"status": "ready"}
+        if online is not None:
+            body["workersOnline"] = online
+        return _json(body)
 
-    async def _workers_online(self) -> int:
-        """Online workers by MonitorService with the ops token, else by the core's health
-        status of SchedulerService (1 standing for "some")."""
+    async def _workers_online(self) -> int | None:
+        """Online workers, counted through MonitorService with the ops token; without one,
+        the core's health status of SchedulerService says whether there are any (None)."""
         if self._ops_token is None:
-            return 1 if await self._serving(SCHEDULER_SERVICE) else 0
+            return None if await self._serving(SCHEDULER_SERVICE) else 0
         reply = await self._monitor.ListWorkers(
             monitor_pb2.ListWorkersRequest(),
             metadata=(("authorization", f"Bearer {self._ops_token}"),),

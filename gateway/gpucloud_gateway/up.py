@@ -106,7 +106,7 @@ def _gateway_command(g: GatewaySettings) -> list[str]:
         "--http-host", g.http_host, "--http-port", str(g.http_port),
         "--core", g.core_address, "--max-body-bytes", str(g.max_body_bytes),
         "--keepalive-s", str(g.keepalive_s),
-        "--log-level", g.log_level, "--log-format", g.log_format,
+        "--log-level", g.log_level, "--log-format", g.log_format, "--exit-with-parent",
     ]  # fmt: skip
     if g.web_dir is not None:
         command += ["--web-dir", str(g.web_dir)]
@@ -145,7 +145,7 @@ class Cloud:
             self.settings.gateway, core_address=core_address
         )
         self.gateway = await asyncio.create_subprocess_exec(
-            *_gateway_command(self.gateway_settings)
+            *_gateway_command(self.gateway_settings), stdin=asyncio.subprocess.PIPE
         )
         self.core = CoreServer(dataclasses.replace(core, grpc_port=core_port))
         await self.core.start()

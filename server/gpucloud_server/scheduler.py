@@ -163,7 +163,14 @@ class Scheduler:
             self._dispatch()
 
     def chunk(
-        self, worker: Worker, task_id: str, attempt: int, index: int, text: str, tokens: int
+        self,
+        worker: Worker,
+        task_id: str,
+        attempt: int,
+        index: int,
+        text: str,
+        tokens: int,
+        prompt_tokens: int = 0,
     ) -> None:
         task = self._owned(worker, task_id, attempt)
         if task is None:
@@ -171,6 +178,7 @@ class Scheduler:
         if task.first_token_at is None:
             task.first_token_at = time.monotonic()
         task.relayed_tokens += tokens
+        task.prompt_tokens = max(task.prompt_tokens, prompt_tokens)
         task.events.put_nowait(Delta(index, text))
 
     def done(
@@ -295,7 +303,7 @@ class Scheduler:
         outcome: str,
         error_code: str,
         *,
-        prompt_tokens: int = 0,
+        prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
     ) -> None:
         if task.state is TaskState.DONE:
@@ -309,6 +317,8 @@ class Scheduler:
             self.idle.set()
         now = time.monotonic()
         tokens = task.relayed_tokens if completion_tokens is None else completion_tokens
+        if prompt_tokens is None:
+            prompt_tokens = task.prompt_tokens if task.streamed else 0
         self.finished.append((now, prompt_tokens + tokens, outcome != "error"))
         self._on_end(
             Outcome(

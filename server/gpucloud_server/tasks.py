@@ -100,6 +100,7 @@ class Task:
     started_at: float | None = None
     first_token_at: float | None = None
     relayed_tokens: int = 0
+    prompt_tokens: int = 0  # reported with the first chunk
     events: TaskChannel[Event] = field(default_factory=asyncio.Queue)
 
     @property

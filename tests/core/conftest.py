@@ -125,7 +125,7 @@ class ScriptedBackend:
             for i in range(self.tokens):
                 if self.interval:
                     await asyncio.sleep(self.interval)
-                yield Chunk(0, f"t{i} ", 1)
+                yield Chunk(0, f"t{i} ", 1, prompt_tokens=5 if i == 0 else 0)
             yield Finish((FinishReason.STOP,), 5, self.tokens)
         finally:
             self.closed[request.task_id] = asyncio.get_running_loop().time()
@@ -152,9 +152,7 @@ class Cluster:
     def stub(self) -> scheduler_pb2_grpc.SchedulerServiceStub:
         return scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
 
-    async def add_worker(
-        self, backend: Any, worker_id: str, *, wait: bool = True
-    ) -> WorkerAgent:
+    async def add_worker(self, backend: Any, worker_id: str, *, wait: bool = True) -> WorkerAgent:
         settings = WorkerSettings(
             self.address, JOIN, worker_id, worker_id, heartbeat_interval_s=0.2,
             reconnect_min_s=0.05, reconnect_max_s=0.2,
@@ -177,7 +175,9 @@ class Cluster:
             messages=[chat_pb2.ChatMessage(role="user", content="hello")],
             sampling=chat_pb2.SamplingParams(**sampling),
         )
-        return self.stub.CreateChatCompletion(request, metadata=(("authorization", f"Bearer {key}"),))
+        return self.stub.CreateChatCompletion(
+            request, metadata=(("authorization", f"Bearer {key}"),)
+        )
 
 
 async def until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
@@ -189,7 +189,9 @@ async def until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def collect(call: grpc.aio.UnaryStreamCall) -> list[scheduler_pb2.CreateChatCompletionResponse]:
+async def collect(
+    call: grpc.aio.UnaryStreamCall,
+) -> list[scheduler_pb2.CreateChatCompletionResponse]:
     events = []
     while (event := await call.read()) is not grpc.aio.EOF:
         events.append(event)

@@ -59,10 +59,18 @@ class RawWorker:
 
 async def test_a_wrong_join_token_is_refused(cluster: Cluster) -> None:
     call = cluster.stub.WorkerSession(
-        iter([scheduler_pb2.WorkerSessionRequest(
-            register=worker_pb2.RegisterWorker(join_token="nope", worker_id="x", slots=1,
-                                               models=[worker_pb2.WorkerModel(id=MODEL)])
-        )])  # fmt: skip
+        iter(
+            [
+                scheduler_pb2.WorkerSessionRequest(
+                    register=worker_pb2.RegisterWorker(
+                        join_token="nope",
+                        worker_id="x",
+                        slots=1,
+                        models=[worker_pb2.WorkerModel(id=MODEL)],
+                    )
+                )
+            ]
+        )  # fmt: skip
     )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call.read()
@@ -145,6 +153,7 @@ async def test_a_client_hangup_cancels_the_task_on_the_worker_within_2s(cluster:
     await until(lambda: cluster.identity.usage.records)
     record = cluster.identity.usage.records[0]
     assert record.outcome == "cancelled" and 0 < record.completion_tokens < 1000
+    assert record.prompt_tokens == 5  # the prompt was processed, so it is billed
 
 
 async def test_a_draining_worker_finishes_its_tasks_and_takes_no_new_ones(cluster: Cluster) -> None:

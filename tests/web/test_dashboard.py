@@ -287,7 +287,6 @@ def test_an_expired_session_returns_to_the_login_page(signed_in: Page) -> None:
           sessionStorage.setItem('gpucloud.session', JSON.stringify(session));
         }"""
     )
-    page.goto("/#/keys")
     page.reload()
     expect(page.get_by_test_id("login-notice")).to_contain_text("expired")
     expect(page.get_by_test_id("login-form")).to_be_visible()

@@ -99,6 +99,13 @@ async def test_max_tokens_ends_with_length(backend: SimBackend) -> None:
     assert out.finish.prompt_tokens == 3 + 4 + 10  # 40 chars / 4 + template tokens
 
 
+async def test_only_the_first_chunk_reports_the_prompt_tokens(backend: SimBackend) -> None:
+    out = await collect(backend, request(max_tokens=5, n=2))
+    assert out.finish is not None
+    assert out.chunks[0].prompt_tokens == out.finish.prompt_tokens > 0
+    assert all(chunk.prompt_tokens == 0 for chunk in out.chunks[1:])
+
+
 async def test_stop_sequence_ends_before_the_stop_text(backend: SimBackend) -> None:
     out = await collect(backend, request(max_tokens=500, stop=(".",)))
     assert out.finish is not None

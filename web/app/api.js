@@ -61,7 +61,9 @@ export async function api(path, { method = "GET", body, signal, auth = true } = 
   }
   if (!response.ok) {
     const error = await errorFrom(response);
-    if (response.status === 401 && auth && session) {
+    // Only if this session is still the current one: a late answer to a request sent before a
+    // sign-out or a new sign-in must not end the session that replaced it.
+    if (response.status === 401 && auth && session && currentSession()?.token === session.token) {
       endSession("Your session has expired. Please sign in again.");
     }
     throw error;

@@ -3,8 +3,8 @@
 
 const SESSION = "gpucloud.session";
 const KEYS = "gpucloud.keys";
+const NOTICE = "gpucloud.notice";
 const listeners = new Set();
-let notice = null;
 
 function read(name, fallback) {
   try {
@@ -33,7 +33,7 @@ function isoTime(value) {
 }
 
 export function saveSession({ token, expiresAt, user }) {
-  notice = null;
+  sessionStorage.removeItem(NOTICE);
   write(SESSION, { token, expiresAt: isoTime(expiresAt), user });
 }
 
@@ -44,15 +44,17 @@ export function updateUser(user) {
 
 /** Signs out; `message` is shown on the login page (e.g. why the session ended). */
 export function endSession(message = null) {
-  notice = message;
+  // Kept in storage too, so a reload racing the 401 still tells the user why they are out.
+  if (message) sessionStorage.setItem(NOTICE, message);
+  else sessionStorage.removeItem(NOTICE);
   sessionStorage.removeItem(KEYS);
   write(SESSION, null);
 }
 
 /** A one-off message for the login page, cleared once read. */
 export function takeNotice() {
-  const message = notice;
-  notice = null;
+  const message = sessionStorage.getItem(NOTICE);
+  sessionStorage.removeItem(NOTICE);
   return message;
 }
 

@@ -162,6 +162,7 @@ class WorkerAgent:
                         self._send(Outgoing(chunk=worker_pb2.TaskChunk(
                             task_id=task_id, attempt=attempt,
                             index=event.index, text=event.text, tokens=event.tokens,
+                            prompt_tokens=event.prompt_tokens,
                         )))  # fmt: skip
                     elif isinstance(event, Finish):
                         self._send(Outgoing(done=_done(task_id, attempt, event)))

@@ -80,11 +80,16 @@ class GenerationRequest:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Generated text of one choice; `tokens` is how many tokens it holds."""
+    """Generated text of one choice; `tokens` is how many tokens it holds.
+
+    A task's first chunk carries `prompt_tokens`, so a task cancelled mid-stream
+    is still billed for its prompt.
+    """
 
     index: int
     text: str
     tokens: int
+    prompt_tokens: int = 0
 
 
 class FinishReason(Enum):

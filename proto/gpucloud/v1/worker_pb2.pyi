@@ -260,6 +260,7 @@ class TaskChunk(_message.Message):
     INDEX_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """Task id from the assignment."""
     attempt: _builtins.int
@@ -270,6 +271,10 @@ class TaskChunk(_message.Message):
     """The text."""
     tokens: _builtins.int
     """Tokens the text holds."""
+    prompt_tokens: _builtins.int
+    """Prompt tokens the backend processed; set on a task's first chunk, so a task
+    cancelled mid-stream is billed for its prompt too.
+    """
     def __init__(
         self,
         *,
@@ -278,10 +283,11 @@ class TaskChunk(_message.Message):
         index: _builtins.int = ...,
         text: _builtins.str = ...,
         tokens: _builtins.int = ...,
+        prompt_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "index", b"index", "task_id", b"task_id", "text", b"text", "tokens", b"tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "index", b"index", "prompt_tokens", b"prompt_tokens", "task_id", b"task_id", "text", b"text", "tokens", b"tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -307,8 +313,8 @@ class TaskDone(_message.Message):
 
     @_builtins.property
     def usage(self) -> _chat_pb2.Usage:
-        """Token counts the backend measured; completion tokens are capped by what
-        the core relayed.
+        """Token counts the backend measured; when completion_tokens is 0 the core
+        bills the tokens it relayed.
         """
 
     def __init__(

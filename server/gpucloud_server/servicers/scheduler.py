@@ -165,7 +165,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         s = self._scheduler
         if kind == "chunk":
             c = message.chunk
-            s.chunk(worker, c.task_id, c.attempt, c.index, c.text, c.tokens)
+            s.chunk(worker, c.task_id, c.attempt, c.index, c.text, c.tokens, c.prompt_tokens)
         elif kind == "heartbeat":
             hb = message.heartbeat
             s.heartbeat(worker, tuple(_reading(g) for g in hb.gpus), hb.healthy, hb.status_message)

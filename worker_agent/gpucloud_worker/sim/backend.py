@@ -7,6 +7,7 @@ import math
 import random
 import time
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import replace
 
 from gpucloud_worker.backend import (
     BackendError,
@@ -143,11 +144,14 @@ class SimBackend:
             await pacer.wait(
                 roofline.prefill_seconds(model, self.gpu, prompt_tokens, self.gpu_count)
             )
+            billed_prompt = False
             for generated in range(limit):
                 if generated:
                     await pacer.wait(self._token_interval())
                 last = generated == limit - 1
                 for chunk in _step(choices, lease, prompt_tokens, last=last):
+                    if not billed_prompt:
+                        chunk, billed_prompt = replace(chunk, prompt_tokens=prompt_tokens), True
                     yield chunk
                 if lease.sequences == 0:
                     break

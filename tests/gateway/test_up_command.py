@@ -1,0 +1,94 @@
+"""`gpucloud up`: its settings, a clean shutdown that keeps usage, and no orphaned gateway."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from up_process import ADMIN_EMAIL, ADMIN_PASSWORD, running_cloud
+
+from gpucloud_gateway import config as gateway_config
+from gpucloud_gateway.client import Client
+from gpucloud_gateway.up import DEFAULT_GPUS, parse
+
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+HELLO = [{"role": "user", "content": "Hi"}]
+
+
+def test_defaults_run_one_worker_per_default_gpu() -> None:
+    settings = parse([], env={})
+    assert settings.gpus == DEFAULT_GPUS
+    assert settings.gateway.http_port == 3000
+    assert settings.core.grpc_port == 50051
+    assert settings.sim_speed == 1.0
+
+
+def test_env_sets_ports_data_dir_and_fleet_and_flags_win() -> None:
+    env = {
+        "GPUCLOUD_HTTP_PORT": "8080",
+        "GPUCLOUD_GRPC_PORT": "6000",
+        "GPUCLOUD_DATA_DIR": "/tmp/somewhere",
+        "GPUCLOUD_SIM_GPUS": "h100",
+        "GPUCLOUD_SIM_WORKERS": "3",
+        "GPUCLOUD_SIM_SPEED": "0",
+    }
+    settings = parse([], env=env)
+    assert settings.gateway.http_port == 8080
+    assert settings.core.grpc_port == 6000
+    assert settings.core.data_dir == Path("/tmp/somewhere")
+    assert settings.gpus == ("h100", "h100", "h100")
+    assert settings.sim_speed == 0.0
+    flags = parse(["--http-port", "9", "--workers", "5", "--gpus", "a100,rtx4090"], env=env)
+    assert flags.gateway.http_port == 9
+    assert flags.gpus == ("a100", "rtx4090", "a100", "rtx4090", "a100")
+
+
+def test_unknown_gpu_kind_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse(["--gpus", "tpu"], env={})
+    assert caught.value.code == 2
+    assert "tpu" in capsys.readouterr().err
+
+
+def test_gateway_flags_win_over_env() -> None:
+    env = {"GPUCLOUD_CORE": "core:1", "GPUCLOUD_MAX_BODY_BYTES": "10"}
+    settings = gateway_config.parse(["--max-body-bytes", "20", "--exit-with-parent"], env=env)
+    assert settings.core_address == "core:1"
+    assert settings.max_body_bytes == 20
+    assert settings.exit_with_parent
+
+
+@pytest.mark.slow
+def test_interrupt_stops_cleanly_and_usage_survives_a_restart(tmp_path: Path) -> None:
+    with running_cloud(tmp_path, "--sim-speed", "0") as cloud, Client(cloud.base_url) as client:
+        client.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+        key_id = client.create_key("counted")["key"]["id"]
+        for _ in range(3):
+            client.chat(HELLO, model=LLAMA, max_tokens=4)
+        cloud.proc.send_signal(signal.SIGINT)
+        assert cloud.stop() == 0, cloud.stderr()[-4000:]
+    assert "Traceback" not in cloud.stderr()
+    with running_cloud(tmp_path, "--sim-speed", "0") as again, Client(again.base_url) as client:
+        client.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+        by_key = {s["id"]: s for s in client.metrics()["byKey"]}
+    assert by_key[key_id]["requests"] == 3
+
+
+@pytest.mark.slow
+def test_a_killed_up_takes_its_gateway_along(tmp_path: Path) -> None:
+    with running_cloud(tmp_path) as cloud:
+        assert httpx.get(f"{cloud.base_url}/healthz").status_code == 200
+        cloud.proc.kill()
+        cloud.proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{cloud.base_url}/healthz", timeout=0.5)
+            except httpx.TransportError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the gateway outlived `gpucloud up`")
