@@ -93,9 +93,10 @@ def one_round(up: list[Target], args: argparse.Namespace, warm: bool) -> dict[st
     c, seconds = args.concurrency, args.seconds
     loads: dict[str, Callable[[Target], dict[str, Any]]] = {
         "c1": lambda t: loadgen.wrk(t.chat_url, t.keys, plain, 1, seconds),
-        f"c{c}": lambda t: loadgen.wrk(t.chat_url, t.keys, plain, c, seconds),
+        "cN": lambda t: loadgen.wrk(t.chat_url, t.keys, plain, c, seconds),
         "stream": lambda t: loadgen.streams(t.chat_url, t.keys, streaming, c, seconds),
     }
+    loads = {name: run for name, run in loads.items() if name in args.loads}
     if warm:
         for target in up:
             loadgen.wrk(target.chat_url, target.keys, plain, c, WARMUP_S)
@@ -103,7 +104,7 @@ def one_round(up: list[Target], args: argparse.Namespace, warm: bool) -> dict[st
     for load, run in loads.items():
         for target in up:
             print(f"  {load:>6} {target.name}", flush=True)
-            out[target.name][load] = with_cpu(target, lambda: run(target))  # noqa: B023
+            out[target.name][load.replace("cN", f"c{c}")] = with_cpu(target, lambda: run(target))  # noqa: B023
     return out
 
 
@@ -210,7 +211,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, help="results JSON (default bench/results/gateway-<time>.json)"
     )
+    parser.add_argument(
+        "--loads", default="c1,cN,stream", help="which loads: c1, cN (--concurrency), stream"
+    )
     args = parser.parse_args(argv)
+    args.loads = args.loads.split(",")
     if args.targets is None:
         args.targets = "bare,relay,external" if args.base_url else "bare,relay,product"
     if "external" in args.targets.split(",") and not args.base_url:

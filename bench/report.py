@@ -27,7 +27,8 @@ def ratios(found: dict[str, Any], concurrency: int) -> dict[str, Any]:
             x, y = found[a], found[b]
             for key in path:
                 x, y = x.get(key, {}), y.get(key, {})
-            out[name] = round(x / y, 3) if x and y else None
+            if x and y:
+                out[name] = round(x / y, 3)
 
     ratio(f"relay_vs_bare_{cn}_rps", "relay", "bare", cn, "requests_per_second")
     for subject in _subjects(found):
@@ -54,13 +55,15 @@ def with_goals(
             out[f"goal_{subject}_c{concurrency}_rps_at_least_70pct_of_relay"] = (
                 share >= THROUGHPUT_GOAL
             )
-        out[f"goal_{subject}_c1_p50_under_2ms"] = found[subject]["c1"]["p50_ms"] < P50_GOAL_MS
+        p50 = found[subject].get("c1", {}).get("p50_ms")
+        if p50 is not None:
+            out[f"goal_{subject}_c1_p50_under_2ms"] = p50 < P50_GOAL_MS
     return out
 
 
-def _figure(figures: dict[str, Any], name: str) -> str:
+def _figure(figures: dict[str, Any], name: str, spec: str = ".2f") -> str:
     value = figures.get(name)
-    return "-" if value is None else f"{value:.2f}"
+    return "-" if value is None else format(value, spec)
 
 
 def _cpu(figures: dict[str, Any]) -> str:
@@ -89,15 +92,15 @@ def markdown(results: dict[str, Any]) -> str:
     found = results["targets"]
     for name in found:
         t = found[name]
-        c1, c, st = t["c1"], t[cn], t["stream"]
-        lines.append(
-            f"| {name} | {c1['requests_per_second']:,.0f} | {c1['p50_ms']:.2f} | "
-            f"{c1['p99_ms']:.2f} | {c['requests_per_second']:,.0f} | {c['p50_ms']:.2f} | "
-            f"{c['p99_ms']:.2f} | {_figure(c, 'cpu_ms_per_request')} | "
-            f"{st['chunks_per_second']:,.0f} | {st['streams_per_second']:,.1f} | "
-            f"{st['ttft_p50_ms']:.2f} | "
-            f"{_cpu(c)} |"
-        )
+        c1, c, st = t.get("c1", {}), t.get(cn, {}), t.get("stream", {})
+        cells = [
+            _figure(c1, "requests_per_second", ",.0f"), _figure(c1, "p50_ms"),
+            _figure(c1, "p99_ms"), _figure(c, "requests_per_second", ",.0f"),
+            _figure(c, "p50_ms"), _figure(c, "p99_ms"), _figure(c, "cpu_ms_per_request"),
+            _figure(st, "chunks_per_second", ",.0f"), _figure(st, "streams_per_second", ",.1f"),
+            _figure(st, "ttft_p50_ms"), _cpu(c),
+        ]  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     for name, value in results.get("ratios", {}).items():
         shown = f"{value:.0%}" if isinstance(value, float) else str(value)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import orjson
+from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -22,6 +23,7 @@ from gpucloud_gateway.errors import ApiError, from_grpc, invalid, sse_error_even
 from gpucloud_gateway.middleware import request_info
 from gpucloud_gateway.sse import KEEPALIVE, EventStreamResponse, batches
 from gpucloud_gateway.validation import integer, json_object, moment, string, string_list
+from gpucloud_server.keyspec import MAX_REQUESTS_PER_MINUTE, MAX_TOKENS_PER_MINUTE
 
 if TYPE_CHECKING:
     from gpucloud.v1.auth_pb2_grpc import AuthServiceAsyncStub
@@ -99,7 +101,11 @@ class ManagementRoutes:
         )
         reply = await self._unary(request, self._auth.Login, message, None)
         return json_response(
-            {"token": reply.token, "expiresAt": reply.expires_at, "user": js.user(reply.user)}
+            {
+                "token": reply.token,
+                "expiresAt": js.iso(Timestamp(seconds=reply.expires_at)),
+                "user": js.user(reply.user),
+            }
         )
 
     async def me(self, request: Request) -> Response:
@@ -221,8 +227,8 @@ def _key_request(raw: bytes) -> auth_pb2.CreateApiKeyRequest:
         raise invalid("Invalid 'name': expected 1 to 100 characters.", "name", "invalid_value")
     message = auth_pb2.CreateApiKeyRequest(
         name=name,
-        rate_limit_per_minute=integer(body, "rateLimitPerMinute", 0, 1_000_000) or 0,
-        tokens_per_minute=integer(body, "tokensPerMinute", 0, 1_000_000_000) or 0,
+        rate_limit_per_minute=integer(body, "rateLimitPerMinute", 0, MAX_REQUESTS_PER_MINUTE) or 0,
+        tokens_per_minute=integer(body, "tokensPerMinute", 0, MAX_TOKENS_PER_MINUTE) or 0,
         priority=integer(body, "priority", 1, 10) or 0,
         allowed_models=string_list(body, "allowedModels"),
     )

@@ -15,8 +15,8 @@ from gpucloud_gateway.errors import ApiError, error_response
 
 access_log = logging.getLogger("gpucloud.gateway.access")
 
-# Paths that probes and scrapers hit every few seconds: logged at debug only.
-_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/favicon.ico"})
+# API calls are logged at info; probes, scrapes and dashboard files at debug.
+_API_PREFIXES = ("/v1/", "/api/")
 
 
 @dataclass(slots=True)
@@ -93,7 +93,8 @@ class RequestContext:
 
 def _log_request(scope: Scope, info: RequestInfo, total_ms: float) -> None:
     path: str = scope["path"]
-    level = logging.DEBUG if path in _QUIET_PATHS else logging.INFO
+    api = path.startswith(_API_PREFIXES)
+    level = logging.INFO if api or info.status >= 500 else logging.DEBUG
     if not access_log.isEnabledFor(level):
         return
     fields: dict[str, Any] = {

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -141,13 +142,17 @@ class Cloud:
         # live gRPC threads is unsafe (and gRPC says so on stderr).
         core_port = core.grpc_port or _free_port(core.grpc_host)
         core_address = f"127.0.0.1:{core_port}"
+        # The gateway reads the cluster (/readyz, /metrics) with a read-only ops token.
+        ops_token = core.ops_token or self.settings.gateway.ops_token or secrets.token_urlsafe(32)
         self.gateway_settings = dataclasses.replace(
-            self.settings.gateway, core_address=core_address
+            self.settings.gateway, core_address=core_address, ops_token=ops_token
         )
         self.gateway = await asyncio.create_subprocess_exec(
-            *_gateway_command(self.gateway_settings), stdin=asyncio.subprocess.PIPE
+            *_gateway_command(self.gateway_settings),
+            stdin=asyncio.subprocess.PIPE,
+            env={**os.environ, "GPUCLOUD_OPS_TOKEN": ops_token},
         )
-        self.core = CoreServer(dataclasses.replace(core, grpc_port=core_port))
+        self.core = CoreServer(dataclasses.replace(core, grpc_port=core_port, ops_token=ops_token))
         await self.core.start()
         for i, kind in enumerate(self.settings.gpus, start=1):
             worker = WorkerSettings(

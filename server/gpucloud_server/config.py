@@ -20,6 +20,8 @@ class CoreSettings:
     database_url: str | None = None
     # None = in-process rate limits; else redis://… shared by every core.
     redis_url: str | None = None
+    # Read-only credential for MonitorService (the gateway's /readyz and /metrics).
+    ops_token: str | None = None
     join_token: str = "gpucloud-dev-join-token"  # noqa: S105 - the embedded default, printed by `up`
     # None = generated once and kept in data_dir.
     jwt_secret: str | None = None
@@ -71,6 +73,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "database_url": ("GPUCLOUD_DATABASE_URL", str),
     "redis_url": ("GPUCLOUD_REDIS_URL", str),
     "join_token": ("GPUCLOUD_JOIN_TOKEN", str),
+    "ops_token": ("GPUCLOUD_OPS_TOKEN", str),
     "jwt_secret": ("GPUCLOUD_JWT_SECRET", str),
     "jwt_ttl_s": ("GPUCLOUD_JWT_TTL_S", int),
     "admin_email": ("GPUCLOUD_ADMIN_EMAIL", str),

@@ -26,7 +26,10 @@ class KeyPrincipal:
 
     def check_model(self, model: str) -> None:
         if self.allowed_models and model not in self.allowed_models:
-            raise PermissionDenied(f"this API key may not use model '{model}'")
+            raise PermissionDenied(
+                f"this API key may not use model '{model}'",
+                metadata={"x-error-code": "model_not_allowed", "x-error-param": "model"},
+            )
 
 
 @dataclass(frozen=True, slots=True)

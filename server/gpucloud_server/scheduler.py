@@ -107,7 +107,11 @@ class Scheduler:
         if not self.registry.serving(spec.model):
             raise self._no_worker(spec.model)
         if len(self.queue) >= self.queue.capacity:
-            raise ResourceExhausted("the queue is full; try again shortly", retry_after_s=1.0)
+            raise ResourceExhausted(
+                "the queue is full; try again shortly",
+                retry_after_s=1.0,
+                metadata={"x-error-code": "queue_full"},
+            )
         task = Task(id=uuid.uuid4().hex, spec=spec)
         self.idle.clear()
         self.queue.push(task)
@@ -353,8 +357,15 @@ class Scheduler:
 
     def _no_worker(self, model: str) -> GpucloudError:
         if model in self.registry.model_first_seen:
-            return Unavailable(f"no worker serving model '{model}' is online", retry_after_s=5.0)
-        return NotFound(f"the model '{model}' does not exist")
+            return Unavailable(
+                f"no worker serving model '{model}' is online",
+                retry_after_s=5.0,
+                metadata={"x-error-code": "model_unavailable", "x-error-param": "model"},
+            )
+        return NotFound(
+            f"the model '{model}' does not exist",
+            metadata={"x-error-code": "model_not_found", "x-error-param": "model"},
+        )
 
     @staticmethod
     def _ttft_ms(task: Task) -> int | None:

@@ -30,6 +30,7 @@ from gpucloud_server.principal import (
     UsageRecord,
     UsageSink,
 )
+from gpucloud_server.registry import WorkerState
 from gpucloud_server.scheduler import Scheduler, SchedulerConfig
 from gpucloud_server.servicers.monitor import MetricsSource, MonitorServicer
 from gpucloud_server.servicers.scheduler import SchedulerServicer
@@ -97,7 +98,7 @@ class CoreServer:
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
-        self._reaper: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         self._charges: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
@@ -122,7 +123,13 @@ class CoreServer:
             server,
         )
         monitor_pb2_grpc.add_MonitorServiceServicer_to_server(
-            MonitorServicer(self.scheduler, self.identity.sessions, self.identity.metrics), server
+            MonitorServicer(
+                self.scheduler,
+                self.identity.sessions,
+                self.identity.metrics,
+                self.settings.ops_token,
+            ),
+            server,
         )
         auth_pb2_grpc.add_AuthServiceServicer_to_server(self.identity.auth_servicer(), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -134,7 +141,10 @@ class CoreServer:
         self._server = server
         for name in ("", *SERVICES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._reaper = asyncio.create_task(self._reap())
+        self._background = [
+            asyncio.create_task(self._reap()),
+            asyncio.create_task(self._follow_workers()),
+        ]
         log.info("core listening", extra={"address": f"{self.settings.grpc_host}:{self.port}"})
         return self.port
 
@@ -154,10 +164,9 @@ class CoreServer:
             worker.outbox.put_nowait(None)
         if self._server is not None:
             await self._server.stop(max(0.0, min(1.0, deadline - time.monotonic())))
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self._charges:
             await asyncio.gather(*self._charges, return_exceptions=True)
         await self.identity.close()
@@ -166,6 +175,17 @@ class CoreServer:
         while True:
             await asyncio.sleep(REAP_INTERVAL_S)
             self.scheduler.reap()
+
+    async def _follow_workers(self) -> None:
+        """SchedulerService reports SERVING only while a worker is online (for /readyz)."""
+        serving = health_pb2.HealthCheckResponse.SERVING
+        with self.scheduler.events.subscribe() as events:
+            while True:
+                online = any(w.state is WorkerState.ONLINE for w in self.scheduler.registry)
+                status = serving if online else health_pb2.HealthCheckResponse.NOT_SERVING
+                if not self.scheduler.closing:
+                    await self.health.set(SERVICES[0], status)
+                await events.get()
 
     def _account(self, outcome: Outcome) -> None:
         key = outcome.spec.key

@@ -31,6 +31,7 @@ from gpucloud_worker.backend import (
 from gpucloud_worker.config import WorkerSettings
 
 JOIN = "test-join-token"
+OPS_TOKEN = "test-ops-token"
 MODEL = "test-model"
 
 
@@ -208,6 +209,7 @@ def core_settings(tmp_path: Path) -> CoreSettings:
         grpc_port=0,
         data_dir=tmp_path,
         join_token=JOIN,
+        ops_token=OPS_TOKEN,
         heartbeat_interval_s=0.2,
         missed_heartbeats=3,
         queue_capacity=100,

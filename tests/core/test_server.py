@@ -6,20 +6,44 @@ import asyncio
 
 import grpc
 import pytest
-from conftest import Cluster, ScriptedBackend, collect, text_of, until
+from conftest import OPS_TOKEN, Cluster, ScriptedBackend, collect, text_of, until
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from gpucloud.v1 import monitor_pb2, monitor_pb2_grpc
 
 from gpucloud_worker.sim import SimBackend
 
 SIM_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 
-async def test_health_reports_serving(cluster: Cluster) -> None:
+async def test_health_says_the_scheduler_serves_only_while_a_worker_is_online(
+    cluster: Cluster,
+) -> None:
     stub = health_pb2_grpc.HealthStub(cluster.channel)
-    for service in ("", "gpucloud.v1.SchedulerService"):
+
+    async def status(service: str) -> int:
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=service))
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        return int(reply.status)
+
+    serving, not_serving = (
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+    )
+    assert await status("") == serving
+    assert await status("gpucloud.v1.SchedulerService") == not_serving
+    agent = await cluster.add_worker(ScriptedBackend(), "w1")
+    await until_async(lambda: status("gpucloud.v1.SchedulerService"), serving)
+    agent.drain()
+    await until_async(lambda: status("gpucloud.v1.SchedulerService"), not_serving)
+
+
+async def until_async(probe, expected: int) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(200):
+        if await probe() == expected:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"status never became {expected}")
 
 
 async def test_reflection_lists_the_services(cluster: Cluster) -> None:
@@ -62,3 +86,17 @@ async def test_a_simulated_gpu_serves_a_completion_end_to_end(cluster: Cluster) 
     worker = cluster.core.scheduler.registry.get("sim-h100")
     assert worker is not None and worker.info.gpus[0].name.startswith("NVIDIA H100")
     await until(lambda: worker.readings)  # heartbeats carry the sim's GPU metrics
+
+
+async def test_the_ops_token_reads_the_cluster_and_nothing_else_gets_in(cluster: Cluster) -> None:
+    await cluster.add_worker(ScriptedBackend(), "w1")
+    monitor = monitor_pb2_grpc.MonitorServiceStub(cluster.channel)
+    reply = await monitor.ListWorkers(
+        monitor_pb2.ListWorkersRequest(), metadata=(("authorization", f"Bearer {OPS_TOKEN}"),)
+    )
+    assert [w.worker_id for w in reply.workers] == ["w1"]
+    assert reply.workers[0].state == monitor_pb2.WORKER_STATE_ONLINE
+    for metadata in ((), (("authorization", "Bearer not-the-token"),)):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await monitor.GetQueue(monitor_pb2.GetQueueRequest(), metadata=metadata)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED

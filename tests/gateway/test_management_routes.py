@@ -17,7 +17,7 @@ async def test_login_returns_token_expiry_and_user(client: httpx.AsyncClient) ->
     assert response.status_code == 200
     body = response.json()
     assert body["token"] == ADMIN_JWT
-    assert body["expiresAt"] == 99
+    assert body["expiresAt"] == "1970-01-01T00:01:39.000Z"
     assert body["user"] == {
         "id": "u-admin",
         "email": "admin@test",

@@ -56,7 +56,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         validation.check_chat_request(request)
         key.check_model(request.model)
         decision = await self._limiter.admit(key)
-        await context.send_initial_metadata(((REQUEST_ID, rid), *decision.headers().items()))
+        await context.send_initial_metadata(
+            ((REQUEST_ID, rid), ("x-key-id", key.key_id), *decision.headers().items())
+        )
         priority = (
             min(key.priority, request.priority) if request.HasField("priority") else key.priority
         )
