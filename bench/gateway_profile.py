@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--native", action="store_true", help="C/Cython frames too (slower)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--keys", type=int, default=8, help="API keys the load rotates over")
+    parser.add_argument("--checkout", type=Path, help="profile the product of another checkout")
     parser.add_argument(
         "--out", type=Path, default=Path(tempfile.gettempdir()) / "gpucloud-profile"
     )
@@ -126,7 +127,9 @@ def main() -> None:
     tokens = args.tokens or (128 if args.stream else 16)
     request = body(MODEL, tokens, args.stream)
     start = (
-        targets.product(args.workers, args.keys) if args.target == "product" else targets.relay()
+        targets.product(args.workers, args.keys, checkout=args.checkout)
+        if args.target == "product"
+        else targets.relay()
     )
     with start as target:
         targets.wait_answer(target, body(MODEL, 16, False))

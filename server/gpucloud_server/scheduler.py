@@ -7,6 +7,7 @@ say; it answers through each task's event queue and each worker's outbox.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import deque
@@ -36,6 +37,9 @@ from gpucloud_server.tasks import (
     TaskSpec,
     TaskState,
 )
+
+
+log = logging.getLogger("gpucloud.core")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,10 +217,17 @@ class Scheduler:
         if kind == "invalid_request":
             self._fail(task, InvalidArgument(message))
         elif kind in ("retryable", "cancelled"):
-            # A worker that stops a task on its own (e.g. shutting down) did not finish it.
-            self._retry_or_fail(task, worker, f"worker {worker.id} failed: {message}")
+            # The worker could not run it (e.g. its upstream is down, or it is stopping):
+            # it takes no tasks until a heartbeat says it is healthy again.
+            log.warning("worker %s gave a task back: %s", worker.id, message)
+            if worker.state is WorkerState.ONLINE:
+                worker.state = WorkerState.UNHEALTHY
+                worker.status_message = message
+                self.events.publish(worker)
+            self._retry_or_fail(task, worker, "the worker could not run the task")
         else:
-            self._fail(task, Internal(f"the worker failed: {message}"))
+            log.warning("task %s failed on worker %s: %s", task_id, worker.id, message)
+            self._fail(task, Internal("the worker failed while running the task"))
         self._dispatch()
 
     def drain(self, worker: Worker) -> None:

@@ -13,6 +13,7 @@ from conftest import JOIN, MODEL, Cluster, ScriptedBackend, collect, text_of, un
 
 from gpucloud.v1 import chat_pb2, scheduler_pb2, worker_pb2
 from gpucloud_server.server import CoreServer
+from gpucloud_worker.backend import BackendError, ErrorKind, Health
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -199,3 +200,29 @@ def test_generated_code_is_up_to_date() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+class RefusingBackend(ScriptedBackend):
+    """Gives every task back before its first token, as a worker whose upstream is down."""
+
+    async def generate(self, request):  # type: ignore[no-untyped-def,override]
+        self.started.append(request.task_id)
+        raise BackendError(ErrorKind.RETRYABLE, "upstream connection failed (ConnectError)")
+        yield  # an async generator that never yields
+
+    async def health(self) -> Health:
+        # Like a real upstream-down worker, its probe agrees once it has failed.
+        return Health((), healthy=not self.started, message="upstream down")
+
+
+async def test_a_task_given_back_runs_elsewhere_and_the_worker_rests(cluster: Cluster) -> None:
+    refusing = RefusingBackend(speed=100)  # the faster worker gets the task first
+    await cluster.add_worker(refusing, "refusing")
+    call = cluster.chat()
+    await until(lambda: refusing.started)
+    refusing_worker = cluster.core.scheduler.registry.get("refusing")
+    await until(lambda: refusing_worker.state.value == "unhealthy")
+    await cluster.add_worker(ScriptedBackend(tokens=2), "healthy")
+    events = await collect(call)
+    assert text_of(events) == "t0 t1 "
+    assert len(refusing.started) == 1  # not retried on the worker that gave it back

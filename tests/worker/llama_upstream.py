@@ -57,12 +57,6 @@ def require_llama() -> None:
 def write_tiny_llama(path: Path, seed: int = 0) -> Path:
     """Writes the tiny random llama described in the module docstring."""
     import gguf
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-
-    def weights(*shape: int, scale: float = 0.02) -> np.ndarray:
-        return (rng.standard_normal(shape) * scale).astype(np.float32)
 
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("gpucloud tiny test llama")
@@ -75,25 +69,8 @@ def write_tiny_llama(path: Path, seed: int = 0) -> Path:
     writer.add_rope_dimension_count(WIDTH // HEADS)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    _add_vocab(writer, gguf)
-
-    embeddings = weights(VOCAB_SIZE, WIDTH, scale=1.0)
-    embeddings[:, 0] = 8.0  # the constant feature; it dominates the residual stream
-    output = weights(VOCAB_SIZE, WIDTH, scale=1.0)
-    output[:, 0] = 0.0
-    output[_banned_tokens(), 0] = -1000.0
-    writer.add_tensor("token_embd.weight", embeddings)
-    writer.add_tensor("output_norm.weight", np.ones(WIDTH, dtype=np.float32))
-    writer.add_tensor("output.weight", output)
-    for layer in range(LAYERS):
-        prefix = f"blk.{layer}"
-        writer.add_tensor(f"{prefix}.attn_norm.weight", np.ones(WIDTH, dtype=np.float32))
-        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
-            writer.add_tensor(f"{prefix}.{name}.weight", weights(WIDTH, WIDTH))
-        writer.add_tensor(f"{prefix}.ffn_norm.weight", np.ones(WIDTH, dtype=np.float32))
-        writer.add_tensor(f"{prefix}.ffn_gate.weight", weights(FFN, WIDTH))
-        writer.add_tensor(f"{prefix}.ffn_up.weight", weights(FFN, WIDTH))
-        writer.add_tensor(f"{prefix}.ffn_down.weight", weights(WIDTH, FFN))
+    _add_vocab(writer, gguf.TokenType)
+    _add_weights(writer, seed)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -101,21 +78,48 @@ def write_tiny_llama(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def _add_vocab(writer: object, gguf: object) -> None:
-    token_type = gguf.TokenType  # type: ignore[attr-defined]
+def _add_vocab(writer: Any, token_type: Any) -> None:
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + ["\u2581"]
     types = [token_type.UNKNOWN, token_type.CONTROL, token_type.CONTROL]
     types += [token_type.BYTE] * 256 + [token_type.NORMAL]
     assert len(tokens) == VOCAB_SIZE
-    writer.add_tokenizer_model("llama")  # type: ignore[attr-defined]
-    writer.add_token_list(tokens)  # type: ignore[attr-defined]
-    writer.add_token_scores([0.0] * VOCAB_SIZE)  # type: ignore[attr-defined]
-    writer.add_token_types([int(t) for t in types])  # type: ignore[attr-defined]
-    writer.add_unk_token_id(0)  # type: ignore[attr-defined]
-    writer.add_bos_token_id(1)  # type: ignore[attr-defined]
-    writer.add_eos_token_id(2)  # type: ignore[attr-defined]
-    writer.add_add_bos_token(True)  # type: ignore[attr-defined]
-    writer.add_add_eos_token(False)  # type: ignore[attr-defined]
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([0.0] * VOCAB_SIZE)
+    writer.add_token_types([int(t) for t in types])
+    writer.add_unk_token_id(0)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+
+
+def _add_weights(writer: Any, seed: int) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def weights(*shape: int, scale: float = 0.02) -> Any:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    ones = np.ones(WIDTH, dtype=np.float32)
+    embeddings = weights(VOCAB_SIZE, WIDTH, scale=1.0)
+    embeddings[:, 0] = 8.0  # the constant feature; it dominates the residual stream
+    output = weights(VOCAB_SIZE, WIDTH, scale=1.0)
+    output[:, 0] = 0.0
+    output[_banned_tokens(), 0] = -1000.0
+    writer.add_tensor("token_embd.weight", embeddings)
+    writer.add_tensor("output_norm.weight", ones)
+    writer.add_tensor("output.weight", output)
+    for layer in range(LAYERS):
+        prefix = f"blk.{layer}"
+        writer.add_tensor(f"{prefix}.attn_norm.weight", ones)
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            writer.add_tensor(f"{prefix}.{name}.weight", weights(WIDTH, WIDTH))
+        writer.add_tensor(f"{prefix}.ffn_norm.weight", ones)
+        writer.add_tensor(f"{prefix}.ffn_gate.weight", weights(FFN, WIDTH))
+        writer.add_tensor(f"{prefix}.ffn_up.weight", weights(FFN, WIDTH))
+        writer.add_tensor(f"{prefix}.ffn_down.weight", weights(WIDTH, FFN))
 
 
 def _banned_tokens() -> list[int]:
@@ -134,8 +138,11 @@ def free_port() -> int:
 class LlamaServer:
     """`python -m llama_cpp.server` as a subprocess that tests can kill and restart."""
 
-    def __init__(self, model: Path, log_path: Path, *extra_args: str) -> None:
+    def __init__(
+        self, model: Path, log_path: Path, *extra_args: str, alias: str = MODEL_ALIAS
+    ) -> None:
         self.model = model
+        self.alias = alias
         self.log_path = log_path
         self.extra_args = extra_args
         self.port = free_port()
@@ -148,7 +155,7 @@ class LlamaServer:
     def start(self, timeout: float = 60.0) -> None:
         command = [
             sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.model), "--model_alias", MODEL_ALIAS,
+            "--model", str(self.model), "--model_alias", self.alias,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--n_ctx", str(CONTEXT), "--n_threads", "1",
             *self.extra_args,
@@ -184,8 +191,10 @@ class LlamaServer:
 
 
 @contextlib.contextmanager
-def running_llama(model: Path, log_path: Path, *extra_args: str) -> Iterator[LlamaServer]:
-    server = LlamaServer(model, log_path, *extra_args)
+def running_llama(
+    model: Path, log_path: Path, *extra_args: str, alias: str = MODEL_ALIAS
+) -> Iterator[LlamaServer]:
+    server = LlamaServer(model, log_path, *extra_args, alias=alias)
     server.start()
     try:
         yield server

@@ -275,6 +275,8 @@ async def test_timeout_before_first_token_is_retryable(
         ([{"error": {"message": "OOM", "code": 500}}], ErrorKind.RETRYABLE),
         ([delta("a"), {"error": {"message": "OOM", "code": 500}}], ErrorKind.INTERNAL),
         (["not json"], ErrorKind.RETRYABLE),
+        ([{"choices": "nonsense"}], ErrorKind.RETRYABLE),
+        ([delta("a"), {"choices": [None]}], ErrorKind.INTERNAL),
     ],
 )
 async def test_errors_inside_the_stream(
@@ -294,6 +296,16 @@ async def test_health_follows_the_models_probe(
     assert "503" in health.message
     upstream.models = status(200, {"data": []})
     assert (await backend.health()).healthy
+
+
+async def test_discovery_rejects_what_is_not_a_model_list(upstream: FakeUpstream) -> None:
+    upstream.models = status(200, {"data": [{"name": "no id"}]})
+    backend = OpenAIBackend(
+        f"http://127.0.0.1:{upstream.port}/v1", startup_timeout=0.3, nvml=Nvml(None, ())
+    )
+    with pytest.raises(BackendError, match="not a model list"):
+        await backend.start()
+    await backend.close()
 
 
 async def test_configured_models_need_no_upstream_at_start() -> None:

@@ -1,4 +1,4 @@
-"""End to end with a real upstream: openai SDK -> gateway -> core -> `gpucloud worker --backend openai` -> llama.cpp.
+"""End to end: openai SDK -> gateway -> core -> `gpucloud worker --backend openai` -> llama.cpp.
 
 Every part is its own process, as in a deployment: `gpucloud up --workers 0`, the
 llama-cpp-python server on a tiny random model, and a worker fronting it.
@@ -44,6 +44,7 @@ class Cloud:
     http: str
     grpc: str
     api_key: str
+    admin: Client
 
     def sdk(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.http}/v1", api_key=self.api_key, max_retries=0)
@@ -98,7 +99,7 @@ def cloud(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             admin.login("admin@gpucloud.local", "admin123")
             admin.create_key("e2e")
             assert admin.api_key is not None
-            yield Cloud(base, f"127.0.0.1:{grpc}", admin.api_key)
+            yield Cloud(base, f"127.0.0.1:{grpc}", admin.api_key, admin)
     finally:
         _stop(proc)
 
@@ -114,7 +115,7 @@ def worker(cloud: Cloud, upstream: LlamaServer, log: Path) -> Iterator[subproces
     proc = _spawn(command, log)
     try:
         sdk = cloud.sdk()
-        _wait_until(lambda: MODEL_ALIAS in {m.id for m in sdk.models.list()}, "worker online")
+        _wait_until(lambda: upstream.alias in {m.id for m in sdk.models.list()}, "worker online")
         yield proc
     finally:
         _stop(proc)
@@ -171,21 +172,32 @@ def test_client_disconnect_reaches_the_upstream(served: Cloud, llama: LlamaServe
     assert time.monotonic() - left < 3
 
 
-def test_upstream_dying_mid_stream_ends_the_stream_with_an_error(
+def _state(cloud: Cloud, name: str) -> str:
+    (found,) = [w for w in cloud.admin.workers() if w["name"] == name]
+    return str(found["state"])
+
+
+def test_upstream_dying_mid_stream_ends_the_stream_and_the_worker_recovers(
     cloud: Cloud, tiny_model: Path, tmp_path: Path
 ) -> None:
+    doomed = "tiny-llama-doomed"  # served by this test's worker alone
     with (
-        running_llama(tiny_model, tmp_path / "llama.log") as upstream,
+        running_llama(tiny_model, tmp_path / "llama.log", alias=doomed) as upstream,
         worker(cloud, upstream, tmp_path / "worker.log"),
     ):
-        stream = cloud.sdk().chat.completions.create(
-            model=MODEL_ALIAS, messages=HELLO, max_tokens=1500, stream=True
+        name = f"llama-{upstream.port}"
+        sdk = cloud.sdk()
+        stream = sdk.chat.completions.create(
+            model=doomed, messages=HELLO, max_tokens=1500, stream=True
         )
-        received = 0
+        chunks = iter(stream)
+        while not (chunk := next(chunks)).choices or not chunk.choices[0].delta.content:
+            pass
+        upstream.kill()
         with pytest.raises(openai.APIError):
-            for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    received += 1
-                    if received == 1:
-                        upstream.kill()
-        assert received < 1500
+            list(chunks)
+        _wait_until(lambda: _state(cloud, name) == "unhealthy", "worker unhealthy", 10)
+        upstream.start()  # same port
+        _wait_until(lambda: _state(cloud, name) == "online", "worker online again", 10)
+        completion = sdk.chat.completions.create(model=doomed, messages=HELLO, max_tokens=4)
+        assert len(completion.choices[0].message.content or "") == 4

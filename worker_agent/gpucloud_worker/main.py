@@ -61,7 +61,8 @@ def build_backend(args: argparse.Namespace) -> Backend:
 def settings(args: argparse.Namespace) -> WorkerSettings:
     if not args.token:
         raise SystemExit("gpucloud worker: a join token is needed (--token or GPUCLOUD_JOIN_TOKEN)")
-    worker_id = args.worker_id or f"{args.name}-{args.backend}-{args.gpu}"
+    kind = args.gpu if args.backend == "sim" else args.backend
+    worker_id = args.worker_id or f"{args.name}-{kind}"
     return WorkerSettings(
         core_address=args.core,
         join_token=args.token,

@@ -122,7 +122,7 @@ class OpenAIBackend:
                     for chunk in stream.feed(_decode(data)):
                         yield chunk
         except httpx.HTTPError as error:
-            raise stream.failure(f"upstream connection failed ({type(error).__name__})") from error
+            raise stream.failure(_describe(error)) from error
         finally:
             self._streams -= 1
         yield stream.finish(request)
@@ -192,11 +192,13 @@ class OpenAIBackend:
         response = await self._require_client().get("models", timeout=self._health_timeout)
         if response.is_error:
             raise BackendError(ErrorKind.RETRYABLE, f"GET /models: HTTP {response.status_code}")
-        entries = response.json().get("data") or []
-        models = tuple(
-            ModelOffer(id=str(e["id"]), owned_by=str(e.get("owned_by") or "upstream"))
-            for e in entries
-        )
+        try:
+            models = tuple(
+                ModelOffer(id=str(e["id"]), owned_by=str(e.get("owned_by") or "upstream"))
+                for e in response.json().get("data") or ()
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise BackendError(ErrorKind.RETRYABLE, "GET /models: not a model list") from error
         if not models:
             raise BackendError(ErrorKind.RETRYABLE, "the upstream serves no model")
         return models
@@ -212,6 +214,13 @@ class _Stream:
         self.usage: tuple[int, int] | None = None
 
     def feed(self, event: dict[str, Any]) -> list[Chunk]:
+        """The Chunks of one upstream event; notes its usage and finish reasons."""
+        try:
+            return self._feed(event)
+        except (AttributeError, TypeError, ValueError) as error:
+            raise httpx.DecodingError(f"malformed upstream event: {error}") from error
+
+    def _feed(self, event: dict[str, Any]) -> list[Chunk]:
         if "error" in event:
             raise self._event_error(event["error"])
         usage = event.get("usage")
@@ -300,6 +309,14 @@ async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
             lines.append(line[5:].removeprefix(" "))
     if lines:
         yield "\n".join(lines)
+
+
+def _describe(error: httpx.HTTPError) -> str:
+    if isinstance(error, httpx.TimeoutException):
+        return f"upstream timed out ({type(error).__name__})"
+    if isinstance(error, httpx.DecodingError):
+        return f"upstream sent a malformed stream ({error})"
+    return f"upstream connection failed ({type(error).__name__})"
 
 
 def _decode(data: str) -> dict[str, Any]:
