@@ -11,13 +11,19 @@ import asyncio
 import json
 import tempfile
 import time
-from pathlib import Path
 
 import grpc
 from procs import ROOT, cpu_percent, free_port, machine, percentile, sample, spawn, stop, wait_port
 
-from gpucloud.v1 import auth_pb2, auth_pb2_grpc, chat_pb2, monitor_pb2, monitor_pb2_grpc
-from gpucloud.v1 import scheduler_pb2, scheduler_pb2_grpc
+from gpucloud.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    chat_pb2,
+    monitor_pb2,
+    monitor_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+)
 
 TOKEN = "bench-join-token"
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -25,7 +31,9 @@ MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 async def api_key(channel: grpc.aio.Channel) -> tuple[str, str]:
     auth = auth_pb2_grpc.AuthServiceStub(channel)
-    login = await auth.Login(auth_pb2.LoginRequest(email="admin@gpucloud.local", password="admin123"))
+    login = await auth.Login(
+        auth_pb2.LoginRequest(email="admin@gpucloud.local", password="admin123")
+    )
     jwt = (("authorization", f"Bearer {login.token}"),)
     created = await auth.CreateApiKey(
         # Zero limits take the server defaults, which run() sets to 0: unlimited.
@@ -43,15 +51,17 @@ async def workers_online(channel: grpc.aio.Channel, jwt: str) -> int:
     return sum(1 for w in reply.workers if w.state == monitor_pb2.WORKER_STATE_ONLINE)
 
 
-async def wait_workers(channel: grpc.aio.Channel, jwt: str, n: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_workers(channel: grpc.aio.Channel, jwt: str, n: int, limit_s: float = 120) -> None:
+    deadline = time.monotonic() + limit_s
     while await workers_online(channel, jwt) < n:
         if time.monotonic() > deadline:
             raise TimeoutError(f"fewer than {n} workers came online")
         await asyncio.sleep(0.2)
 
 
-async def load(channel: grpc.aio.Channel, key: str, concurrency: int, seconds: float) -> dict[str, float]:
+async def load(
+    channel: grpc.aio.Channel, key: str, concurrency: int, seconds: float
+) -> dict[str, float]:
     stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
     request = scheduler_pb2.CreateChatCompletionRequest(
         model=MODEL,
@@ -91,13 +101,15 @@ async def load(channel: grpc.aio.Channel, key: str, concurrency: int, seconds: f
     }
 
 
-async def fleet_cost(core_pid: int, channel: grpc.aio.Channel, jwt: str, n: int, address: str) -> dict[str, float]:
+async def fleet_cost(
+    core_pid: int, channel: grpc.aio.Channel, jwt: str, n: int, address: str
+) -> dict[str, float]:
     idle0 = sample(core_pid)
     await asyncio.sleep(5)
     idle1 = sample(core_pid)
     fleet = spawn(["bench/fleet.py", "beats", str(n), address, TOKEN])
     try:
-        await wait_workers(channel, jwt, n, timeout=180)
+        await wait_workers(channel, jwt, n, limit_s=180)
         await asyncio.sleep(6)  # let a full heartbeat interval pass
         busy0 = sample(core_pid)
         await asyncio.sleep(20)
@@ -124,7 +136,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "GPUCLOUD_DEFAULT_RPM": "0",
             "GPUCLOUD_DEFAULT_TPM": "0",
         }
-        core = spawn(["-m", "gpucloud_server.cli", "server", "--grpc-port", str(port), "--data-dir", data], env)
+        core = spawn(
+            ["-m", "gpucloud_server.cli", "server", "--grpc-port", str(port), "--data-dir", data],
+            env,
+        )
         try:
             wait_port(port)
             async with grpc.aio.insecure_channel(address) as channel:
@@ -134,7 +149,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     await wait_workers(channel, jwt, args.workers)
                     await load(channel, key, args.concurrency, 2)  # warm-up
                     for concurrency in (1, args.concurrency):
-                        results[f"c{concurrency}"] = await load(channel, key, concurrency, args.seconds)
+                        results[f"c{concurrency}"] = await load(
+                            channel, key, concurrency, args.seconds
+                        )
                 finally:
                     stop(workers)
                 if args.fleet:

@@ -29,7 +29,9 @@ async def agents(n: int, core: str, token: str) -> None:
     await asyncio.gather(*runs)
 
 
-async def _beating_session(stub: scheduler_pb2_grpc.SchedulerServiceStub, i: int, token: str) -> None:
+async def _beating_session(
+    stub: scheduler_pb2_grpc.SchedulerServiceStub, i: int, token: str
+) -> None:
     async def requests():  # type: ignore[no-untyped-def]
         yield scheduler_pb2.WorkerSessionRequest(
             register=worker_pb2.RegisterWorker(

@@ -30,9 +30,9 @@ UVICORN = [
     "--host", "127.0.0.1", "--http", "httptools", "--loop", "uvloop", "--lifespan", "off",
     "--no-access-log", "--no-server-header", "--log-level", "warning", "--timeout-keep-alive", "30",
 ]  # fmt: skip
-JOIN_TOKEN = "bench-join-token"  # noqa: S105 - a throwaway cluster's join token
+JOIN_TOKEN = "bench-join-token"
 ADMIN_EMAIL = "admin@gpucloud.local"
-ADMIN_PASSWORD = "admin123"  # noqa: S105 - the documented default of a throwaway cluster
+ADMIN_PASSWORD = "admin123"
 READY_TIMEOUT_S = 90.0
 
 

@@ -38,7 +38,6 @@ from gpucloud_server.tasks import (
     TaskState,
 )
 
-
 log = logging.getLogger("gpucloud.core")
 
 

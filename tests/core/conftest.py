@@ -227,7 +227,7 @@ async def cluster(core_settings: CoreSettings) -> AsyncIterator[Cluster]:
     try:
         yield c
     finally:
-        for agent, task in c.agents:
+        for _agent, task in c.agents:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task

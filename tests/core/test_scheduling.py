@@ -102,13 +102,13 @@ async def test_priority_and_fair_share_decide_the_order(cluster: Cluster) -> Non
         await collect(cluster.chat(key=key))
         order.append(label)
 
-    runs = []
-    for label, key in [("flood1", "key-f"), ("flood2", "key-f"), ("flood3", "key-f")]:
+    runs: list[asyncio.Task[None]] = []
+    arrivals = [("flood1", "key-f"), ("flood2", "key-f"), ("flood3", "key-f")]
+    arrivals += [("other", "key-o"), ("low", "key-l-p1"), ("high", "key-h-p9")]
+    for label, key in arrivals:  # one at a time, so arrival order is known
         runs.append(asyncio.create_task(run(key, label)))
-        await until(lambda n=len(runs): len(cluster.core.scheduler.queue) == n)
-    for label, key in [("other", "key-o"), ("low", "key-l-p1"), ("high", "key-h-p9")]:
-        runs.append(asyncio.create_task(run(key, label)))
-        await until(lambda n=len(runs): len(cluster.core.scheduler.queue) == n)
+        queued = len(runs)
+        await until(lambda queued=queued: len(cluster.core.scheduler.queue) == queued)
     backend.gate.set()
     await collect(blocker)
     await asyncio.gather(*runs)

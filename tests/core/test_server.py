@@ -11,7 +11,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from gpucloud.v1 import monitor_pb2, monitor_pb2_grpc
-
 from gpucloud_worker.sim import SimBackend
 
 SIM_MODEL = "meta-llama/Llama-3.1-8B-Instruct"

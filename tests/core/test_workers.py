@@ -59,20 +59,10 @@ class RawWorker:
 
 
 async def test_a_wrong_join_token_is_refused(cluster: Cluster) -> None:
-    call = cluster.stub.WorkerSession(
-        iter(
-            [
-                scheduler_pb2.WorkerSessionRequest(
-                    register=worker_pb2.RegisterWorker(
-                        join_token="nope",
-                        worker_id="x",
-                        slots=1,
-                        models=[worker_pb2.WorkerModel(id=MODEL)],
-                    )
-                )
-            ]
-        )  # fmt: skip
+    register = worker_pb2.RegisterWorker(
+        join_token="nope", worker_id="x", slots=1, models=[worker_pb2.WorkerModel(id=MODEL)]
     )
+    call = cluster.stub.WorkerSession(iter([scheduler_pb2.WorkerSessionRequest(register=register)]))
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call.read()
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
