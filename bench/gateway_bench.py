@@ -160,6 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "stream_tokens": args.stream_tokens, "concurrency": args.concurrency,
             "seconds": args.seconds, "rounds": args.rounds, "product_workers": args.workers,
             "product_keys": args.keys,
+            "variants": {name: str(path) for name, path in args.variant},
         },
         "targets": {},
     }  # fmt: skip

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 class RawWorker:
     """A hand-driven worker session, to misbehave in ways the real agent never does."""
 
-    def __init__(self, cluster: Cluster, worker_id: str) -> None:
+    def __init__(self, cluster: Cluster, worker_id: str, *, beats: bool = True) -> None:
+        self.beats = beats  # heartbeat every 0.1 s unless told to stay silent
         self.outbox: asyncio.Queue[scheduler_pb2.WorkerSessionRequest | None] = asyncio.Queue()
         self.outbox.put_nowait(
             scheduler_pb2.WorkerSessionRequest(
@@ -34,7 +35,16 @@ class RawWorker:
         self.call = cluster.stub.WorkerSession(self._requests())
 
     async def _requests(self):  # type: ignore[no-untyped-def]
-        while (message := await self.outbox.get()) is not None:
+        beat = scheduler_pb2.WorkerSessionRequest(heartbeat=worker_pb2.Heartbeat(healthy=True))
+        while True:
+            try:
+                message = await asyncio.wait_for(self.outbox.get(), 0.1)
+            except TimeoutError:
+                if self.beats:
+                    yield beat
+                continue
+            if message is None:
+                return
             yield message
 
     async def next_assignment(self) -> worker_pb2.TaskAssignment:
@@ -99,7 +109,7 @@ async def test_a_task_mid_stream_ends_with_an_error_and_frees_the_slot(cluster: 
 
 
 async def test_missed_heartbeats_mark_a_worker_offline_and_requeue(cluster: Cluster) -> None:
-    silent = RawWorker(cluster, "silent")  # registers, never beats
+    silent = RawWorker(cluster, "silent", beats=False)
     await until(lambda: cluster.worker("silent"))
     call = cluster.chat()
     await silent.next_assignment()
