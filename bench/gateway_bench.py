@@ -3,11 +3,13 @@ streaming content chunks/s, against the product and its two baselines in the sam
 
     python bench/gateway_bench.py [--seconds 10] [--rounds 1] [--concurrency 32]
     python bench/gateway_bench.py --base-url http://host:4000/v1 --api-key sk-...  # any gateway
+    python bench/gateway_bench.py --variant mine=../other-checkout  # a change, same run
 
 Targets: `bare` (a Starlette endpoint with a fixed answer: the ceiling), `relay` (bench/relay:
 gateway -> core -> worker over grpc.aio with nothing else: the baseline), `product`
 (`gpucloud up` with zero-delay sim workers) or `external` (--base-url). Needs wrk
-(`apt-get install -y wrk`). Writes bench/results/gateway-<time>.json and .md.
+(`apt-get install -y wrk`). Writes bench/results/gateway-<time>.json and .md. See
+bench/README.md for the method.
 """
 
 from __future__ import annotations

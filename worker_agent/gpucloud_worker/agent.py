@@ -105,8 +105,24 @@ class WorkerAgent:
 
     async def _writer(self) -> AsyncIterator[Outgoing]:
         outbox = self._outbox
-        while (message := await outbox.get()) is not None:
+        held: Outgoing | None = None
+        while True:
+            message = held if held is not None else await outbox.get()
+            held = None
+            if message is None:
+                return
+            if message.HasField("chunk"):
+                # Chunks of one choice already queued behind this one travel as one message.
+                while not outbox.empty():
+                    following = outbox.get_nowait()
+                    if following is None or not _joins(message.chunk, following):
+                        held = following if following is not None else _CLOSE
+                        break
+                    message.chunk.text += following.chunk.text
+                    message.chunk.tokens += following.chunk.tokens
             yield message
+            if held is _CLOSE:
+                return
 
     def _send(self, message: Outgoing) -> None:
         self._outbox.put_nowait(message)
@@ -192,6 +208,16 @@ class WorkerAgent:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+_CLOSE = Outgoing()  # stands for the end of the outbox once a None was taken early
+
+
+def _joins(chunk: worker_pb2.TaskChunk, following: Outgoing) -> bool:
+    if not following.HasField("chunk"):
+        return False
+    nxt = following.chunk
+    return (nxt.task_id, nxt.attempt, nxt.index) == (chunk.task_id, chunk.attempt, chunk.index)
 
 
 def _request(a: worker_pb2.TaskAssignment) -> GenerationRequest:

@@ -16,7 +16,16 @@ from gpucloud_server.principal import KeyAuthority, RateLimiter
 from gpucloud_server.registry import Gpu, GpuReading, Worker, WorkerInfo
 from gpucloud_server.scheduler import Assign, Cancel, Scheduler
 from gpucloud_server.servicers.metadata import REQUEST_ID, bearer_token, request_id
-from gpucloud_server.tasks import Delta, Failed, Finished, Queued, Started, Task, TaskSpec
+from gpucloud_server.tasks import (
+    Delta,
+    Event,
+    Failed,
+    Finished,
+    Queued,
+    Started,
+    Task,
+    TaskSpec,
+)
 
 # How often a queued caller hears its position.
 POSITION_INTERVAL_S = 1.0
@@ -74,8 +83,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         self, task: Task
     ) -> AsyncIterator[scheduler_pb2.CreateChatCompletionResponse]:
         last_position: Queued | None = None
+        held: Event | None = None
         while True:
-            if not task.events.empty():
+            if held is not None:
+                event, held = held, None
+            elif not task.events.empty():
                 event = task.events.get_nowait()
             elif task.started_at is None:
                 position = self._scheduler.position(task)
@@ -92,6 +104,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 event = await task.events.get()
             if isinstance(event, Failed):
                 raise event.error
+            if isinstance(event, Delta):
+                event, held = _coalesce(event, task)
             yield _response(event)
             if isinstance(event, Finished):
                 return
@@ -187,6 +201,19 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             s.failed(worker, f.task_id, f.attempt, FAILURE_KINDS.get(f.kind, "internal"), f.message)
         elif kind == "drain":
             s.drain(worker)
+
+
+def _coalesce(first: Delta, task: Task) -> tuple[Delta, Event | None]:
+    """Joins the deltas of one choice already waiting behind `first` into one message, so
+    a caller that fell behind catches up in fewer, larger messages. Returns the first
+    event that does not join, if one was taken."""
+    texts = [first.text]
+    while not task.events.empty():
+        event = task.events.get_nowait()
+        if not (isinstance(event, Delta) and event.index == first.index):
+            return Delta(first.index, "".join(texts)), event
+        texts.append(event.text)
+    return (first if len(texts) == 1 else Delta(first.index, "".join(texts))), None
 
 
 def _worker_info(reg: worker_pb2.RegisterWorker) -> WorkerInfo:
