@@ -17,8 +17,10 @@ from gpucloud_server.keycache import KeyCache
 from gpucloud_server.keys import ApiKeys
 from gpucloud_server.keyspec import KeyDefaults
 from gpucloud_server.limits import KeyRateLimiter
+from gpucloud_server.local_limits import LocalRateLimiter
 from gpucloud_server.login import LoginPolicy, Logins, LoginThrottle
 from gpucloud_server.metrics import UsageMetrics
+from gpucloud_server.principal import RateLimiter
 from gpucloud_server.revocation import RevocationFeed
 from gpucloud_server.sessions import Sessions, load_or_create_secret
 from gpucloud_server.storage import open_database
@@ -31,10 +33,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# With Redis, revocations arrive over pub/sub and the TTL is only a backstop;
-# without it, the TTL alone bounds how long another core may accept a revoked key.
+# With Redis, revocations arrive over pub/sub and the TTL is only a backstop. With
+# SQLite there is one core, whose own revocations clear its cache at once. Only
+# cores sharing PostgreSQL without Redis rely on the TTL to see each other's
+# revocations within a second.
 CACHE_TTL_WITH_FEED_S = 30.0
+CACHE_TTL_SINGLE_CORE_S = 30.0
 CACHE_TTL_ALONE_S = 0.5
+
+
+def _cache_ttl(settings: CoreSettings, has_feed: bool) -> float:
+    if has_feed:
+        return CACHE_TTL_WITH_FEED_S
+    if settings.database_url is None or settings.database_url.startswith("sqlite"):
+        return CACHE_TTL_SINGLE_CORE_S
+    return CACHE_TTL_ALONE_S
 
 
 def _redis(url: str) -> Redis:
@@ -72,8 +85,7 @@ class Identity:
         self.database = open_database(settings)
         self._redis = _redis(settings.redis_url) if settings.redis_url else None
         self._limits_storage = _limits_storage(self._redis, settings.redis_url, namespace)
-        ttl = CACHE_TTL_WITH_FEED_S if self._redis else CACHE_TTL_ALONE_S
-        self.key_cache = KeyCache(ttl)
+        self.key_cache = KeyCache(_cache_ttl(settings, self._redis is not None))
         self._feed = (
             RevocationFeed(self._redis, f"{namespace}:keys:revoked", self.key_cache)
             if self._redis
@@ -84,7 +96,10 @@ class Identity:
             settings.default_requests_per_minute, settings.default_tokens_per_minute
         )
         self.keys = ApiKeys(self.database, self.key_cache, defaults=defaults, feed=self._feed)
-        self.limiter = KeyRateLimiter(self._limits_storage, namespace)
+        # One core keeps limits in its own memory; with Redis, every core shares them.
+        self.limiter: RateLimiter = (
+            KeyRateLimiter(self._limits_storage, namespace) if self._redis else LocalRateLimiter()
+        )
         self.usage = UsageWriter(self.database, settings.usage_flush_interval_s)
         self.usage_metrics = UsageMetrics(self.database)
         self._metrics: ProtoMetrics | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import Storage
@@ -42,7 +43,7 @@ class KeyRateLimiter:
         tokens = await self._token_window(key)
         if tokens is not None and tokens.remaining <= 0:
             requests = await self._request_window(key)
-            self._refuse("tokens per minute", LimitDecision(requests, tokens), tokens)
+            refuse("tokens per minute", LimitDecision(requests, tokens), tokens)
         admitted = True
         if key.requests_per_minute > 0:
             item = RateLimitItemPerMinute(key.requests_per_minute)
@@ -50,7 +51,7 @@ class KeyRateLimiter:
         requests = await self._request_window(key)
         decision = LimitDecision(requests, tokens)
         if not admitted and requests is not None:
-            self._refuse("requests per minute", decision, requests)
+            refuse("requests per minute", decision, requests)
         return decision
 
     async def charge_tokens(self, key: KeyPrincipal, tokens: int) -> None:
@@ -80,10 +81,12 @@ class KeyRateLimiter:
     def _window(self, limit: int, remaining: int, reset_time: float) -> LimitWindow:
         return LimitWindow(limit, max(0, remaining), max(0.0, reset_time - self._clock()))
 
-    def _refuse(self, what: str, decision: LimitDecision, window: LimitWindow) -> None:
-        retry_after = max(window.reset_s, 0.001)
-        raise ResourceExhausted(
-            f"rate limit reached: {window.limit} {what}; retry in {retry_after:.1f}s",
-            retry_after_s=retry_after,
-            metadata=decision.headers(),
-        )
+
+def refuse(what: str, decision: LimitDecision, window: LimitWindow) -> NoReturn:
+    """Raises the rate-limit error with the headers and when to come back."""
+    retry_after = max(window.reset_s, 0.001)
+    raise ResourceExhausted(
+        f"rate limit reached: {window.limit} {what}; retry in {retry_after:.1f}s",
+        retry_after_s=retry_after,
+        metadata=decision.headers(),
+    )

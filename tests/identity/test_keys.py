@@ -251,6 +251,8 @@ async def test_active_keys_per_user_are_bounded(
 async def test_another_core_without_redis_sees_a_revoke_within_a_second(
     identity: Identity, member: UserPrincipal, settings: CoreSettings
 ) -> None:
+    if settings.database_url is None:
+        pytest.skip("SQLite serves a single core, which clears its own cache on revoke")
     async with Identity(settings, password_hasher=FAST_HASHER) as other:
         created = await identity.keys.create(member, SPEC)
         await other.keys.authenticate(created.secret)  # cached over there

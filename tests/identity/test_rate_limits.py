@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from redis.asyncio import Redis
 
 from gpucloud_server.errors import ResourceExhausted, Unavailable
 from gpucloud_server.limits import KeyRateLimiter
-from gpucloud_server.principal import KeyPrincipal
+from gpucloud_server.local_limits import LocalRateLimiter
+from gpucloud_server.principal import KeyPrincipal, RateLimiter
 
 HERE = Path(__file__).parent
 
@@ -36,11 +38,15 @@ def _redis_storage(redis: Redis, url: str, namespace: str) -> RedisStorage:
 
 @pytest.fixture(
     params=[
+        pytest.param("local", id="local"),
         pytest.param("memory", id="memory"),
         pytest.param("redis", id="redis", marks=pytest.mark.services),
     ]
 )
-async def storage(request: pytest.FixtureRequest) -> AsyncIterator[Storage]:
+async def storage(request: pytest.FixtureRequest) -> AsyncIterator[Storage | None]:
+    if request.param == "local":
+        yield None  # the single-core limiter keeps its own state
+        return
     if request.param == "memory":
         memory = MemoryStorage(wrap_exceptions=True)
         yield memory
@@ -54,11 +60,13 @@ async def storage(request: pytest.FixtureRequest) -> AsyncIterator[Storage]:
 
 
 @pytest.fixture
-def limiter(storage: Storage) -> KeyRateLimiter:
+def limiter(storage: Storage | None) -> RateLimiter:
+    if storage is None:
+        return LocalRateLimiter()
     return KeyRateLimiter(storage, f"gpucloud-test-{secrets.token_hex(4)}")
 
 
-async def test_a_60_per_minute_key_admits_60_not_61(limiter: KeyRateLimiter) -> None:
+async def test_a_60_per_minute_key_admits_60_not_61(limiter: RateLimiter) -> None:
     key = _key(rpm=60)
     remaining = []
     for _ in range(60):
@@ -79,7 +87,7 @@ async def test_a_60_per_minute_key_admits_60_not_61(limiter: KeyRateLimiter) -> 
         await limiter.admit(key)
 
 
-async def test_keys_are_limited_independently(limiter: KeyRateLimiter) -> None:
+async def test_keys_are_limited_independently(limiter: RateLimiter) -> None:
     first, second = _key(rpm=1), _key(rpm=1)
     await limiter.admit(first)
     await limiter.admit(second)
@@ -87,7 +95,7 @@ async def test_keys_are_limited_independently(limiter: KeyRateLimiter) -> None:
         await limiter.admit(first)
 
 
-async def test_decisions_carry_both_windows_for_the_headers(limiter: KeyRateLimiter) -> None:
+async def test_decisions_carry_both_windows_for_the_headers(limiter: RateLimiter) -> None:
     decision = await limiter.admit(_key(rpm=10, tpm=1000))
     headers = decision.headers()
     assert headers["x-ratelimit-limit-requests"] == "10"
@@ -97,7 +105,7 @@ async def test_decisions_carry_both_windows_for_the_headers(limiter: KeyRateLimi
 
 
 async def test_tokens_spent_past_the_budget_block_until_the_window_resets(
-    limiter: KeyRateLimiter,
+    limiter: RateLimiter,
 ) -> None:
     key = _key(rpm=100, tpm=1000)
     await limiter.admit(key)
@@ -113,7 +121,7 @@ async def test_tokens_spent_past_the_budget_block_until_the_window_resets(
     assert 0 < refused.value.retry_after_s <= 60
 
 
-async def test_zero_means_unlimited(limiter: KeyRateLimiter) -> None:
+async def test_zero_means_unlimited(limiter: RateLimiter) -> None:
     key = _key(rpm=0, tpm=0)
     for _ in range(200):
         decision = await limiter.admit(key)
@@ -167,3 +175,56 @@ async def test_two_processes_sharing_redis_admit_no_more_than_the_limit(redis_ur
     assert [p.returncode for p in procs] == [0, 0]
     admitted = [int(out.decode().strip()) for out, _ in outputs]
     assert sum(admitted) == limit, admitted
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_local_window_moves_one_admit_at_a_time() -> None:
+    clock = Clock()
+    limiter = LocalRateLimiter(clock)
+    key = _key(rpm=2)
+    await limiter.admit(key)
+    clock.now += 30
+    await limiter.admit(key)
+    with pytest.raises(ResourceExhausted) as refused:
+        await limiter.admit(key)
+    assert refused.value.retry_after_s == pytest.approx(30)
+    clock.now += 30  # the first admit leaves the window, the second stays
+    decision = await limiter.admit(key)
+    assert decision.requests is not None
+    assert decision.requests.remaining == 0
+    with pytest.raises(ResourceExhausted):
+        await limiter.admit(key)
+
+
+async def test_the_local_token_window_resets_after_a_minute() -> None:
+    clock = Clock()
+    limiter = LocalRateLimiter(clock)
+    key = _key(rpm=0, tpm=100)
+    await limiter.charge_tokens(key, 150)
+    with pytest.raises(ResourceExhausted):
+        await limiter.admit(key)
+    clock.now += 60
+    decision = await limiter.admit(key)
+    assert decision.tokens is not None
+    assert decision.tokens.remaining == 100
+
+
+async def test_the_local_limiter_forgets_idle_keys() -> None:
+    clock = Clock()
+    limiter = LocalRateLimiter(clock)
+    for _ in range(10):
+        await limiter.admit(_key(rpm=5))
+    clock.now += 61
+    active = _key(rpm=5)
+    for _ in range(2000):  # enough admits to trigger sweeps
+        clock.now += 0.0001
+        with contextlib.suppress(ResourceExhausted):
+            await limiter.admit(active)
+    assert list(limiter._keys) == [active.key_id]
