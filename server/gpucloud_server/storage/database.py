@@ -81,7 +81,7 @@ class Database:
             return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
         if self.dialect == "sqlite":
             return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
-        raise NotImplementedError(self.dialect)
+        raise ValueError(f"unsupported database dialect: {self.dialect}")
 
     async def migrate(self) -> None:
         """Brings the schema to the newest migration; safe when several cores start at once."""
