@@ -19,6 +19,10 @@ class GatewaySettings:
     http_port: int = 3000
     # host:port of the core's gRPC server.
     core_address: str = "127.0.0.1:50051"
+    # Dial the core over TLS, verified against the system's roots (or core_tls_ca's).
+    core_tls: bool = False
+    # A CA or self-signed certificate (PEM) to trust for the core; implies TLS.
+    core_tls_ca: Path | None = None
     # Request bodies above this many bytes get 413 before they are read in full.
     max_body_bytes: int = 1 << 20
     # A streaming response with nothing to say for this long sends an SSE comment.
@@ -46,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_core: bool = True) ->
     parser.add_argument("--http-port", type=int)
     if with_core:
         parser.add_argument("--core", dest="core_address", help="core gRPC address, host:port")
+        parser.add_argument(
+            "--core-tls", action="store_true", default=None, help="dial the core over TLS"
+        )
+        parser.add_argument(
+            "--core-tls-ca", type=Path, help="CA (PEM) to trust for the core; implies --core-tls"
+        )
     parser.add_argument("--max-body-bytes", type=int)
     parser.add_argument("--keepalive-s", type=float)
     parser.add_argument("--web-dir", type=Path)
@@ -60,6 +70,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "http_host": ("GPUCLOUD_HTTP_HOST", str),
     "http_port": ("GPUCLOUD_HTTP_PORT", int),
     "core_address": ("GPUCLOUD_CORE", str),
+    "core_tls_ca": ("GPUCLOUD_CORE_TLS_CA", Path),
     "max_body_bytes": ("GPUCLOUD_MAX_BODY_BYTES", int),
     "keepalive_s": ("GPUCLOUD_SSE_KEEPALIVE_S", float),
     "web_dir": ("GPUCLOUD_WEB_DIR", Path),
@@ -82,6 +93,9 @@ def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> Gat
             values[name] = flag
     if values.get("log_format", "auto") not in ("auto", "json", "console"):
         raise ValueError(f"log format must be auto, json or console: {values['log_format']}")
+    ca = values.get("core_tls_ca")
+    if isinstance(ca, Path) and not ca.is_file():
+        raise ValueError(f"core TLS CA not found: {ca}")
     return GatewaySettings(**values)  # type: ignore[arg-type]
 
 

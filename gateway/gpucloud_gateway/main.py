@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -14,6 +15,7 @@ from gpucloud_gateway import config
 from gpucloud_gateway.app import create_app
 from gpucloud_gateway.config import GatewaySettings
 from gpucloud_gateway.logs import setup_logging
+from gpucloud_worker.channel import open_channel
 
 T = TypeVar("T")
 
@@ -23,10 +25,14 @@ _MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 GRACEFUL_SHUTDOWN_S = 5
 
 
-def core_channel(address: str) -> grpc.aio.Channel:
+def core_channel(
+    address: str, *, tls: bool = False, tls_ca: Path | None = None
+) -> grpc.aio.Channel:
     """The one channel every request shares (HTTP/2 multiplexes the calls)."""
-    return grpc.aio.insecure_channel(
+    return open_channel(
         address,
+        tls=tls,
+        tls_ca=tls_ca,
         options=[
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
@@ -68,7 +74,9 @@ class _StopOnEof(asyncio.Protocol):
 
 
 async def serve(settings: GatewaySettings) -> None:
-    channel = core_channel(settings.core_address)
+    channel = core_channel(
+        settings.core_address, tls=settings.core_tls, tls_ca=settings.core_tls_ca
+    )
     http = server(settings, channel)
     if settings.exit_with_parent:
         # The parent holds the other end of our stdin; its death closes the pipe.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ access_log = logging.getLogger("gpucloud.gateway.access")
 
 # API calls are logged at info; probes, scrapes and dashboard files at debug.
 _API_PREFIXES = ("/v1/", "/api/")
+# Client ids travel on as gRPC metadata, which must be ASCII: anything else gets a fresh id.
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
 @dataclass(slots=True)
@@ -44,11 +47,11 @@ def request_info(request: Request) -> RequestInfo:
 
 
 def _incoming_request_id(scope: Scope) -> str:
+    value: bytes
     for key, value in scope["headers"]:
         if key == b"x-request-id":
-            text = str(value.decode("latin-1"))
-            if 0 < len(text) <= 128 and text.isprintable() and " " not in text:
-                return text
+            if _REQUEST_ID.fullmatch(value):
+                return value.decode("ascii")
             break
     return uuid.uuid4().hex
 

@@ -69,6 +69,14 @@ def forwarded_headers(
     return headers
 
 
+async def with_admission_headers(error: ApiError, call: Any, info: RequestInfo) -> ApiError:
+    """`error` plus the x-ratelimit-* headers the core sent when it admitted the request:
+    they come in initial metadata, which a failure's trailers do not repeat."""
+    admitted = forwarded_headers(await call.initial_metadata(), info)
+    error.headers = {**admitted, **error.headers}
+    return error
+
+
 class OpenAIRoutes:
     """Handlers sharing one channel's SchedulerService stub and the metrics."""
 
@@ -161,7 +169,10 @@ class OpenAIRoutes:
             error = from_grpc(err, info.request_id)
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 error.param, error.code = "model", "model_not_found"
-            raise error from None
+            raise await with_admission_headers(error, call, info) from None
+        except ApiError as err:
+            call.cancel()
+            raise await with_admission_headers(err, call, info) from None
         except BaseException:
             call.cancel()
             raise

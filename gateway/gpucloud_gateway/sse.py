@@ -1,8 +1,9 @@
 """Relaying gRPC calls to HTTP clients that may leave: SSE with keep-alives, disconnect watch.
 
 A pump task reads the call (cancelling a pending `call.read()` would cancel
-the RPC, so reads are never timed out); the writer waits on a queue with a
-timeout and sends a comment line when idle. Whatever ends the response — the
+the RPC, so reads are never timed out) into a bounded queue, so a slow client
+slows the call down; the writer waits on the queue with a timeout and sends a
+comment line when idle. Whatever ends the response — the
 stream, an error or the client leaving — the generator is closed and the gRPC
 call cancelled, which cancels the task on the worker. Handlers that answer
 once at the end watch for the disconnect themselves (DisconnectWatch).
@@ -22,6 +23,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 KEEPALIVE = b": keep-alive\n\n"
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+# Messages read ahead of a slow client; past this the pump stops reading, so gRPC flow
+# control pushes back on the core instead of the gateway buffering a whole completion.
+READ_AHEAD = 64
 
 _EOF = object()
 
@@ -53,20 +58,20 @@ async def _pump(call: Any, queue: asyncio.Queue[Any]) -> None:
         while True:
             message = await call.read()
             if message is grpc.aio.EOF:
-                queue.put_nowait(_EOF)
+                await queue.put(_EOF)
                 return
-            queue.put_nowait(message)
+            await queue.put(message)
     except asyncio.CancelledError:
         raise
     except Exception as err:  # handed to the writer, which reports it
-        queue.put_nowait(err)
+        await queue.put(err)
 
 
 async def batches(call: Any, keepalive_s: float) -> AsyncGenerator[list[Any], None]:
     """The messages of a server-streaming call, in batches of those already received;
     an empty batch after `keepalive_s` of silence. Raises the call's error after the
     messages that preceded it; cancels the call when closed early."""
-    queue: asyncio.Queue[Any] = asyncio.Queue()
+    queue: asyncio.Queue[Any] = asyncio.Queue(READ_AHEAD)
     pump = asyncio.create_task(_pump(call, queue))
     try:
         while True:

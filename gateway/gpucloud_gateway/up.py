@@ -210,6 +210,13 @@ class Cloud:
             await proc.wait()
 
 
+def _login(core: CoreSettings) -> str:
+    """The admin login; a password the operator chose is never echoed to the terminal."""
+    if core.admin_password == CoreSettings().admin_password:
+        return f"{core.admin_email} / {core.admin_password}  (the default until changed)"
+    return f"{core.admin_email}  (password from GPUCLOUD_ADMIN_PASSWORD)"
+
+
 def banner(cloud: Cloud) -> str:
     g, c = cloud.gateway_settings, cloud.settings.core
     base = f"http://{g.http_host}:{g.http_port}"
@@ -220,7 +227,7 @@ def banner(cloud: Cloud) -> str:
             f"  dashboard   {base}/",
             f"  OpenAI API  {base}/v1",
             f"  gRPC        {g.core_address}",
-            f"  login       {c.admin_email} / {c.admin_password}  (the default until changed)",
+            f"  login       {_login(c)}",
             f"  workers     {len(cloud.settings.gpus)} simulated: {gpus}",
             f"  data        {c.data_dir.resolve()}",
             f"  add a GPU   gpucloud worker --core {g.core_address} --token {c.join_token}",

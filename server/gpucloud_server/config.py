@@ -8,6 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+DEV_JOIN_TOKEN = "gpucloud-dev-join-token"  # noqa: S105 - public on purpose, loopback only
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
 
 @dataclass(frozen=True, slots=True)
 class CoreSettings:
@@ -22,7 +25,8 @@ class CoreSettings:
     redis_url: str | None = None
     # Read-only credential for MonitorService (the gateway's /readyz and /metrics).
     ops_token: str | None = None
-    join_token: str = "gpucloud-dev-join-token"  # noqa: S105 - the embedded default, printed by `up`
+    # The built-in token is only accepted on a loopback address (see check()).
+    join_token: str = DEV_JOIN_TOKEN
     # None = generated once and kept in data_dir.
     jwt_secret: str | None = None
     jwt_ttl_s: int = 12 * 3600
@@ -49,10 +53,32 @@ class CoreSettings:
     login_max_failures: int = 5
     login_max_failures_per_ip: int = 50
     login_lockout_s: int = 900
+    # Serve TLS with this certificate chain and private key (PEM); both or neither.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def grpc_address(self) -> str:
         return f"{self.grpc_host}:{self.grpc_port}"
+
+    def check(self) -> None:
+        """Refuses settings that would expose the cluster (anyone could join a core that
+        listens beyond loopback with the public built-in join token) or half-set TLS."""
+        if self.join_token == DEV_JOIN_TOKEN and self.grpc_host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"the core listens on {self.grpc_host} with the built-in join token; "
+                "set GPUCLOUD_JOIN_TOKEN (or --join-token) to a secret of your own"
+            )
+        if len(self.join_token) < 16:
+            raise ValueError("the join token must be at least 16 characters")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError(
+                "TLS needs both a certificate and its private key: "
+                "set --tls-cert and --tls-key (GPUCLOUD_TLS_CERT, GPUCLOUD_TLS_KEY) together"
+            )
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file not found: {path}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url")
     parser.add_argument("--join-token")
     parser.add_argument("--queue-capacity", type=int)
+    parser.add_argument("--tls-cert", type=Path, help="certificate chain (PEM) to serve TLS")
+    parser.add_argument("--tls-key", type=Path, help="private key (PEM) of --tls-cert")
 
 
 _ENV: dict[str, tuple[str, type]] = {
@@ -91,6 +119,8 @@ _ENV: dict[str, tuple[str, type]] = {
     "login_max_failures": ("GPUCLOUD_LOGIN_MAX_FAILURES", int),
     "login_max_failures_per_ip": ("GPUCLOUD_LOGIN_MAX_FAILURES_PER_IP", int),
     "login_lockout_s": ("GPUCLOUD_LOGIN_LOCKOUT_S", int),
+    "tls_cert": ("GPUCLOUD_TLS_CERT", Path),
+    "tls_key": ("GPUCLOUD_TLS_KEY", Path),
 }
 
 

@@ -26,6 +26,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gpucloud_gateway.logs import setup_logging
 
     settings = config.parse(sys.argv[1:] if argv is None else argv)
+    try:
+        settings.check()
+    except ValueError as err:
+        print(f"gpucloud server: {err}", file=sys.stderr)
+        return 2
     setup_logging()
     asyncio.run(serve(CoreServer(settings)))
     return 0

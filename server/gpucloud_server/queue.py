@@ -58,6 +58,7 @@ class FairQueue(Generic[T]):
         self._ageing_step_s = ageing_step_s
         self._subs: dict[SubKey, _SubQueue[T]] = {}
         self._where: dict[str, SubKey] = {}
+        self._per_key: dict[str, int] = {}
         self._last_served: dict[tuple[int, str], tuple[float, int]] = {}  # (time, serial)
         self._serial = 0
 
@@ -78,6 +79,18 @@ class FairQueue(Generic[T]):
         else:
             sub.tasks.append(task)
         self._where[task.id] = key
+        self._per_key[task.key_id] = self._per_key.get(task.key_id, 0) + 1
+
+    def queued_for(self, key_id: str) -> int:
+        """Tasks of one API key waiting now."""
+        return self._per_key.get(key_id, 0)
+
+    def _counted_out(self, key_id: str) -> None:
+        left = self._per_key[key_id] - 1
+        if left:
+            self._per_key[key_id] = left
+        else:
+            del self._per_key[key_id]
 
     def remove(self, task_id: str) -> T | None:
         key = self._where.pop(task_id, None)
@@ -92,6 +105,7 @@ class FairQueue(Generic[T]):
             return None
         if not sub.tasks:
             del self._subs[key]
+        self._counted_out(task.key_id)
         return task
 
     def pop(self, models: Iterable[str], now: float) -> T | None:
@@ -104,6 +118,7 @@ class FairQueue(Generic[T]):
         if not best.tasks:
             del self._subs[best.key]
         del self._where[task.id]
+        self._counted_out(task.key_id)
         _, priority, key_id = best.key
         self._serial += 1
         self._last_served[(priority, key_id)] = (now, self._serial)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -65,6 +65,8 @@ class Worker:
     last_heartbeat: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.monotonic)
     tasks_completed: int = 0
+    failures_in_a_row: int = 0  # tasks given back since the last one it finished
+    beats: int = 0  # heartbeats received in this session
 
     @property
     def id(self) -> str:
@@ -122,9 +124,16 @@ class Registry:
     def models_with_capacity(self) -> set[str]:
         return {m for w in self._workers.values() if w.can_take() for m, _ in w.info.models}
 
-    def pick(self, model: str) -> Worker | None:
-        """The least-loaded worker with a free slot for `model`; ties go to the faster GPU."""
-        candidates = [w for w in self._workers.values() if w.can_take() and w.serves(model)]
+    def pick(self, model: str, gave_back: Mapping[str, int] | None = None) -> Worker | None:
+        """The least-loaded worker with a free slot for `model`; ties go to the faster GPU.
+        A worker that gave this task back (`gave_back`: worker id -> its heartbeat count
+        then) is skipped until it has sent another heartbeat."""
+        gave_back = gave_back or {}
+        candidates = [
+            w
+            for w in self._workers.values()
+            if w.can_take() and w.serves(model) and gave_back.get(w.id) != w.beats
+        ]
         if not candidates:
             return None
         return min(candidates, key=lambda w: (w.load, -w.info.speed, w.info.worker_id))

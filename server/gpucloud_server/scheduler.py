@@ -39,6 +39,8 @@ from gpucloud_server.tasks import (
 )
 
 log = logging.getLogger("gpucloud.core")
+KEY_SHARE = 4  # one key may fill at most 1/KEY_SHARE of the queue
+RESTING_AFTER_FAILURES = 3  # consecutive give-backs that take a worker out until it beats
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,14 @@ class Scheduler:
                 retry_after_s=1.0,
                 metadata={"x-error-code": "queue_full"},
             )
+        # One key may hold a share of the queue, so its flood cannot lock other keys out.
+        per_key = max(1, self.queue.capacity // KEY_SHARE)
+        if self.queue.queued_for(spec.key.key_id) >= per_key:
+            raise ResourceExhausted(
+                f"this API key already has {per_key} requests waiting; try again shortly",
+                retry_after_s=1.0,
+                metadata={"x-error-code": "too_many_queued_requests"},
+            )
         task = Task(id=uuid.uuid4().hex, spec=spec)
         self.idle.clear()
         self.queue.push(task)
@@ -160,6 +170,7 @@ class Scheduler:
         if not self._current(worker):
             return
         worker.readings = readings
+        worker.beats += 1
         worker.last_heartbeat = time.time()
         worker.last_seen = time.monotonic()
         worker.status_message = message
@@ -207,19 +218,37 @@ class Scheduler:
             Finished(reasons, prompt_tokens, completion, self._ttft_ms(task) or 0)
         )
         worker.tasks_completed += 1
+        worker.failures_in_a_row = 0
         self._end(task, "ok", "", prompt_tokens=prompt_tokens, completion_tokens=completion)
 
-    def failed(self, worker: Worker, task_id: str, attempt: int, kind: str, message: str) -> None:
+    def failed(
+        self,
+        worker: Worker,
+        task_id: str,
+        attempt: int,
+        kind: str,
+        message: str,
+        code: str = "",
+        param: str = "",
+    ) -> None:
         task = self._owned(worker, task_id, attempt)
         if task is None:
             return
         if kind == "invalid_request":
-            self._fail(task, InvalidArgument(message))
+            details = {"x-error-code": code, "x-error-param": param}
+            self._fail(
+                task, InvalidArgument(message, metadata={k: v for k, v in details.items() if v})
+            )
         elif kind in ("retryable", "cancelled"):
             # The worker could not run it (e.g. its upstream is down, or it is stopping):
             # it takes no tasks until a heartbeat says it is healthy again.
             log.warning("worker %s gave a task back: %s", worker.id, message)
-            if worker.state is WorkerState.ONLINE:
+            task.failed_on[worker.id] = worker.beats
+            worker.failures_in_a_row += 1
+            # One request that a backend refuses must not bench the fleet; a worker
+            # that keeps failing rests until a heartbeat says it is healthy.
+            resting = worker.failures_in_a_row >= RESTING_AFTER_FAILURES
+            if resting and worker.state is WorkerState.ONLINE:
                 worker.state = WorkerState.UNHEALTHY
                 worker.status_message = message
                 self.events.publish(worker)
@@ -255,14 +284,19 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         now = time.monotonic()
+        skipped: list[Task] = []
         while self.queue:
             models = self.registry.models_with_capacity()
             task = self.queue.pop(models, now) if models else None
             if task is None:
-                return
-            worker = self.registry.pick(task.model)
-            assert worker is not None  # models_with_capacity() promised one
+                break
+            worker = self.registry.pick(task.model, task.failed_on)
+            if worker is None:
+                skipped.append(task)  # only workers that just gave it back are free
+                continue
             self._assign(task, worker, now)
+        for task in reversed(skipped):
+            self.queue.push(task, front=True)
 
     def _assign(self, task: Task, worker: Worker, now: float) -> None:
         task.attempt += 1

@@ -33,6 +33,9 @@ class TaskQueue(Protocol[T]):
     def remove(self, task_id: str) -> T | None:
         """Withdraws a task (cancelled or expired)."""
 
+    def queued_for(self, key_id: str) -> int:
+        """Tasks of one API key waiting now."""
+
     def position(self, task_id: str, now: float) -> int | None:
         """Tasks that would run before this one."""
 

@@ -102,6 +102,7 @@ class CoreServer:
         self._charges: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
+        self.settings.check()
         await self.identity.start()
         server = grpc.aio.server(
             interceptors=[ErrorInterceptor()],
@@ -136,7 +137,13 @@ class CoreServer:
         reflection.enable_server_reflection(
             (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(self.settings.grpc_address)
+        cert, key = self.settings.tls_cert, self.settings.tls_key
+        if cert is not None and key is not None:
+            pair = ((key.read_bytes(), cert.read_bytes()),)
+            credentials = grpc.ssl_server_credentials(pair)
+            self.port = server.add_secure_port(self.settings.grpc_address, credentials)
+        else:
+            self.port = server.add_insecure_port(self.settings.grpc_address)
         await server.start()
         self._server = server
         for name in ("", *SERVICES):

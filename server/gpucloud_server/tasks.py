@@ -101,6 +101,9 @@ class Task:
     first_token_at: float | None = None
     relayed_tokens: int = 0
     prompt_tokens: int = 0  # reported with the first chunk
+    # Workers that gave it back -> their heartbeat count then: the task may go back to
+    # such a worker only after its next heartbeat.
+    failed_on: dict[str, int] = field(default_factory=dict)
     events: TaskChannel[Event] = field(default_factory=asyncio.Queue)
 
     @property

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from gpucloud.v1 import chat_pb2, scheduler_pb2
 from gpucloud_server.errors import InvalidArgument
 
-ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
+ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
 MAX_MODEL_ID = 256
 MAX_MESSAGES = 2048
 MAX_PROMPT_CHARS = 4 * 1024 * 1024

@@ -30,7 +30,7 @@ from gpucloud_worker.backend import (
 )
 from gpucloud_worker.config import WorkerSettings
 
-JOIN = "test-join-token"
+JOIN = "test-join-token-01"
 OPS_TOKEN = "test-ops-token"
 MODEL = "test-model"
 

@@ -61,15 +61,35 @@ async def test_a_full_queue_refuses_with_retry_after(cluster: Cluster) -> None:
     backend = ScriptedBackend(slots=1)
     backend.gate = asyncio.Event()
     await cluster.add_worker(backend, "w1")
-    cluster.core.scheduler.queue.capacity = 2
-    calls = [cluster.chat() for _ in range(3)]  # 1 runs, 2 wait
-    await until(lambda: len(cluster.core.scheduler.queue) == 2)
+    cluster.core.scheduler.queue.capacity = 8
+    calls = [cluster.chat(key=f"key-{i}") for i in range(9)]  # 1 runs, 8 wait
+    await until(lambda: len(cluster.core.scheduler.queue) == 8)
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await collect(cluster.chat())
+        await collect(cluster.chat(key="key-late"))
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "retry-after-ms" in dict(err.value.trailing_metadata() or ())
+    trailing = dict(err.value.trailing_metadata() or ())
+    assert "retry-after-ms" in trailing
+    assert trailing["x-error-code"] == "queue_full"
     backend.gate.set()
     for call in calls:
+        assert text_of(await collect(call))
+
+
+async def test_one_key_cannot_fill_the_queue_for_the_others(cluster: Cluster) -> None:
+    backend = ScriptedBackend(slots=1)
+    backend.gate = asyncio.Event()
+    await cluster.add_worker(backend, "w1")
+    cluster.core.scheduler.queue.capacity = 8  # a key may hold 8 // 4 = 2 waiting tasks
+    calls = [cluster.chat(key="key-flood") for _ in range(3)]  # 1 runs, 2 wait
+    await until(lambda: len(cluster.core.scheduler.queue) == 2)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await collect(cluster.chat(key="key-flood"))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert dict(err.value.trailing_metadata() or ())["x-error-code"] == "too_many_queued_requests"
+    other = cluster.chat(key="key-other")  # still room for another key
+    await until(lambda: len(cluster.core.scheduler.queue) == 3)
+    backend.gate.set()
+    for call in [*calls, other]:
         assert text_of(await collect(call))
 
 

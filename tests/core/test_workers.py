@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -226,3 +227,59 @@ async def test_a_task_given_back_runs_elsewhere_and_the_worker_rests(cluster: Cl
     events = await collect(call)
     assert text_of(events) == "t0 t1 "
     assert len(refusing.started) == 1  # not retried on the worker that gave it back
+
+
+class AlwaysRefusing(ScriptedBackend):
+    """Gives back every task but stays healthy: a request that no backend can run."""
+
+    async def generate(self, request):  # type: ignore[no-untyped-def,override]
+        self.started.append(request.task_id)
+        raise BackendError(ErrorKind.RETRYABLE, "upstream said 503")
+        yield  # an async generator that never yields
+
+
+async def test_one_poison_request_does_not_bench_the_fleet(cluster: Cluster) -> None:
+    backends = [AlwaysRefusing(), AlwaysRefusing()]
+    for i, backend in enumerate(backends):
+        await cluster.add_worker(backend, f"w{i}")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await collect(cluster.chat())
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "upstream said" not in (err.value.details() or "")  # no backend internals
+    assert all(b.started for b in backends)  # tried on both before giving up
+    states = {cluster.core.scheduler.registry.get(f"w{i}").state.value for i in range(2)}
+    assert states == {"online"}
+
+
+class TooLong(ScriptedBackend):
+    async def generate(self, request):  # type: ignore[no-untyped-def,override]
+        raise BackendError(
+            ErrorKind.INVALID_REQUEST,
+            "This model's maximum context length is 8 tokens.",
+            {"code": "context_length_exceeded", "param": "messages"},
+        )
+        yield  # an async generator that never yields
+
+
+async def test_a_worker_error_keeps_its_openai_code_and_param(cluster: Cluster) -> None:
+    await cluster.add_worker(TooLong(), "w1")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await collect(cluster.chat())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    trailing = dict(err.value.trailing_metadata() or ())
+    assert trailing["x-error-code"] == "context_length_exceeded"
+    assert trailing["x-error-param"] == "messages"
+
+
+async def test_a_drain_that_takes_too_long_stops_the_stuck_task(cluster: Cluster) -> None:
+    stuck = ScriptedBackend(tokens=1)
+    stuck.gate = asyncio.Event()  # never opened: the task hangs before its first token
+    agent = await cluster.add_worker(stuck, "stuck")
+    agent.settings = dataclasses.replace(agent.settings, drain_timeout_s=0.2)
+    call = cluster.chat()
+    await until(lambda: stuck.started)
+    await cluster.add_worker(ScriptedBackend(tokens=1), "spare")
+    agent.drain()
+    # The stuck task is stopped, the worker leaves, the task runs on the spare worker.
+    assert text_of(await collect(call)) == "t0 "
+    await until(lambda: cluster.worker("stuck") is None)

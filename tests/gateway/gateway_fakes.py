@@ -138,12 +138,18 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
             await context.abort(code, message, (("retry-after-ms", "250"),))
         if scenario == "internal":
             raise RuntimeError("database password is hunter2")
-        if scenario not in (MODEL, "queued", "fail-mid", "slow", "pause"):
+        if scenario not in (MODEL, "queued", "fail-mid", "slow", "pause", "unfinished", "too-long"):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model '{scenario}' is not served")
         if scenario == "queued":
             for position in (2, 1, 0):
                 yield Event(queued=scheduler_pb2.QueuePosition(position=position, waited_ms=5))
         yield _started(scenario)
+        if scenario == "too-long":  # the worker refuses the prompt, as the core relays it
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "This model's maximum context length is 8192 tokens.",
+                (("x-error-code", "context_length_exceeded"), ("x-error-param", "messages")),
+            )
         if scenario == "pause":
             await asyncio.sleep(0.5)
         n = request.sampling.n or 1
@@ -152,6 +158,8 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
                 yield Event(delta=scheduler_pb2.ContentDelta(index=index, text=text))
         if scenario == "fail-mid":
             await context.abort(grpc.StatusCode.UNAVAILABLE, "worker w-1 went away mid-stream")
+        if scenario == "unfinished":
+            return  # ends OK without `finished`: a broken core
         if scenario == "slow":
             self.seen.slow_started.set()
             while True:

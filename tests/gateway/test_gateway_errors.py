@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
-from gateway_fakes import GOOD_KEY, MODEL
+from gateway_fakes import GOOD_KEY, LIMITED_KEY, MODEL, RATE_HEADERS
 from starlette.applications import Starlette
 
 from gpucloud_gateway.app import create_app
@@ -76,6 +77,40 @@ async def test_rate_limit_is_429_with_retry_after_and_limits(client: httpx.Async
     assert "x-should-retry" not in response.headers
 
 
+@pytest.mark.parametrize(
+    ("model", "stream", "status"),
+    [
+        ("unknown-model", False, 404),
+        ("unknown-model", True, 404),
+        ("bad-sampling", True, 400),
+        ("fail-mid", False, 503),
+        ("unfinished", False, 502),
+    ],
+)
+async def test_errors_after_admission_carry_the_rate_limit_headers(
+    client: httpx.AsyncClient, model: str, stream: bool, status: int
+) -> None:
+    body = {"model": model, "messages": HELLO, "stream": stream}
+    response = await post(client, body, {"authorization": f"Bearer {LIMITED_KEY}"})
+    assert_envelope(response, status)
+    for name, value in RATE_HEADERS:
+        assert response.headers[name] == value
+
+
+async def test_worker_refusals_carry_the_core_error_code_and_param(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"model": "too-long", "messages": HELLO}
+    error = assert_envelope(await post(client, body), 400)
+    assert (error["code"], error["param"]) == ("context_length_exceeded", "messages")
+    assert error["type"] == "invalid_request_error"
+    assert error["message"] == "This model's maximum context length is 8192 tokens."
+    streamed = await post(client, {**body, "stream": True})
+    assert streamed.status_code == 200  # the task had started: the error ends the stream
+    last = orjson.loads(streamed.text.strip().split("\n\n")[-1].removeprefix("data: "))["error"]
+    assert (last["code"], last["param"]) == ("context_length_exceeded", "messages")
+
+
 async def test_no_capacity_is_503_with_retry_after(client: httpx.AsyncClient) -> None:
     response = await post(client, {"model": "no-capacity", "messages": HELLO})
     assert_envelope(response, 503)
@@ -111,6 +146,11 @@ async def test_unreachable_core_is_503_with_a_generic_message(settings: GatewayS
         ({"model": MODEL, "messages": "hi"}, "messages"),
         ({"model": MODEL, "messages": [{"content": "x"}]}, "messages[0].role"),
         ({"model": MODEL, "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+        (
+            {"model": MODEL, "messages": [*HELLO, {"role": "Function", "content": "x"}]},
+            "messages[1].role",
+        ),
+        ({"model": MODEL, "messages": [*HELLO, {"role": 7, "content": "x"}]}, "messages[1].role"),
         ({"model": MODEL, "messages": [{"role": "user"}]}, "messages[0].content"),
         (
             {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},

@@ -7,7 +7,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from gateway_fakes import GOOD_KEY, LIMITED_KEY, MODEL, FakeCore
+from gateway_fakes import ADMIN_JWT, GOOD_KEY, LIMITED_KEY, MODEL, FakeCore
+
+from gpucloud_gateway.openai_protocol import ROLES
 
 AUTH = {"authorization": f"Bearer {GOOD_KEY}"}
 HELLO = [{"role": "user", "content": "Hi"}]
@@ -85,6 +87,46 @@ async def test_credentials_request_id_and_client_ip_travel_as_metadata(
     assert sent["authorization"] == f"Bearer {GOOD_KEY}"
     assert sent["x-request-id"] == "req-abc"
     assert sent["x-forwarded-for"] == "10.1.2.3"
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    ["r\u00e9q-1".encode(), b"has space", b"semi;colon", b"x" * 129, b""],
+    ids=["non-ascii", "space", "semicolon", "too-long", "empty"],
+)
+async def test_unsafe_request_ids_are_replaced_before_reaching_grpc_metadata(
+    client: httpx.AsyncClient, fake_core: FakeCore, request_id: bytes
+) -> None:
+    headers = {b"authorization": f"Bearer {GOOD_KEY}".encode(), b"x-request-id": request_id}
+    response = await client.post("/v1/chat/completions", headers=headers, json=chat())
+    assert response.status_code == 200, response.text
+    fresh = response.headers["x-request-id"]
+    assert len(fresh) == 32
+    assert fake_core.seen.metadata[-1]["x-request-id"] == fresh
+    headers[b"authorization"] = f"Bearer {ADMIN_JWT}".encode()
+    workers = await client.get("/api/monitoring/workers", headers=headers)
+    assert workers.status_code == 200, workers.text
+
+
+async def test_request_ids_of_safe_characters_up_to_128_are_kept(
+    client: httpx.AsyncClient, fake_core: FakeCore
+) -> None:
+    request_id = "Ab9._:-" + "z" * 121
+    headers = {**AUTH, "x-request-id": request_id}
+    response = await client.post("/v1/chat/completions", headers=headers, json=chat())
+    assert response.headers["x-request-id"] == request_id
+    assert fake_core.seen.metadata[-1]["x-request-id"] == request_id
+
+
+async def test_exactly_the_roles_the_core_accepts_pass_validation(
+    client: httpx.AsyncClient, fake_core: FakeCore
+) -> None:
+    roles = ["system", "developer", "user", "assistant", "tool", "function"]
+    assert frozenset(roles) == ROLES
+    messages = [{"role": role, "content": "x"} for role in roles]
+    response = await client.post("/v1/chat/completions", headers=AUTH, json=chat(messages=messages))
+    assert response.status_code == 200, response.text
+    assert [m.role for m in fake_core.seen.requests[-1].messages] == roles
 
 
 async def test_request_fields_reach_the_core(

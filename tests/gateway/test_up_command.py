@@ -12,7 +12,7 @@ from up_process import ADMIN_EMAIL, ADMIN_PASSWORD, running_cloud
 
 from gpucloud_gateway import config as gateway_config
 from gpucloud_gateway.client import Client
-from gpucloud_gateway.up import DEFAULT_GPUS, parse
+from gpucloud_gateway.up import DEFAULT_GPUS, Cloud, banner, parse
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 HELLO = [{"role": "user", "content": "Hi"}]
@@ -59,6 +59,14 @@ def test_gateway_flags_win_over_env() -> None:
     assert settings.core_address == "core:1"
     assert settings.max_body_bytes == 20
     assert settings.exit_with_parent
+
+
+def test_banner_shows_only_the_built_in_default_password() -> None:
+    default = banner(Cloud(parse([], env={})))
+    assert f"{ADMIN_EMAIL} / {ADMIN_PASSWORD}" in default
+    chosen = banner(Cloud(parse([], env={"GPUCLOUD_ADMIN_PASSWORD": "s3cret-Pass"})))
+    assert "s3cret-Pass" not in chosen
+    assert f"{ADMIN_EMAIL}  (password from GPUCLOUD_ADMIN_PASSWORD)" in chosen
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ from gpucloud_worker.openai_backend import estimate_prompt_tokens
 
 pytestmark = pytest.mark.slow
 
-JOIN_TOKEN = "e2e-join-token"
+JOIN_TOKEN = "e2e-join-token-0001"
 HELLO: Any = [{"role": "user", "content": "Say hello."}]
 
 

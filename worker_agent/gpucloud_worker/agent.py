@@ -27,6 +27,7 @@ from gpucloud_worker.backend import (
     Message,
     WorkerDescription,
 )
+from gpucloud_worker.channel import open_channel
 from gpucloud_worker.config import WorkerSettings
 
 log = logging.getLogger("gpucloud.worker")
@@ -57,6 +58,7 @@ class WorkerAgent:
         self._draining = asyncio.Event()
         self._outbox: asyncio.Queue[Outgoing | None] = asyncio.Queue()
         self._description: WorkerDescription | None = None
+        self._drain_timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         """Connects and reconnects with backoff until drained."""
@@ -64,7 +66,9 @@ class WorkerAgent:
         delay = self.settings.reconnect_min_s
         try:
             while not (self._draining.is_set() and not self.running):
-                async with grpc.aio.insecure_channel(self.settings.core_address) as channel:
+                async with open_channel(
+                    self.settings.core_address, tls=self.settings.tls, tls_ca=self.settings.tls_ca
+                ) as channel:
                     try:
                         await self._session(scheduler_pb2_grpc.SchedulerServiceStub(channel))
                         delay = self.settings.reconnect_min_s
@@ -75,15 +79,29 @@ class WorkerAgent:
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self.settings.reconnect_max_s)
         finally:
+            if self._drain_timer is not None:
+                self._drain_timer.cancel()
             await self._cancel_all()
             await self.backend.close()
 
     def drain(self) -> None:
-        """Takes no new tasks; the session ends once running tasks are done."""
-        if not self._draining.is_set():
-            self._draining.set()
-            self._send(Outgoing(drain=worker_pb2.DrainWorker()))
-            self._close_if_drained()
+        """Takes no new tasks; the session ends once running tasks are done, or after
+        `drain_timeout_s`. A second call stops the running tasks at once."""
+        if self._draining.is_set():
+            self._give_up()
+            return
+        self._draining.set()
+        self._send(Outgoing(drain=worker_pb2.DrainWorker()))
+        self._close_if_drained()
+        loop = asyncio.get_running_loop()
+        self._drain_timer = loop.call_later(self.settings.drain_timeout_s, self._give_up)
+
+    def _give_up(self) -> None:
+        """Stops what still runs; the core re-queues tasks that had not streamed yet."""
+        if self.running:
+            log.warning("drain: stopping %d unfinished task(s)", len(self.running))
+        for task in list(self.running.values()):
+            task.cancel()
 
     async def _session(self, stub: scheduler_pb2_grpc.SchedulerServiceStub) -> None:
         self._outbox = asyncio.Queue()
@@ -186,6 +204,7 @@ class WorkerAgent:
             self._send(Outgoing(failed=worker_pb2.TaskFailed(
                 task_id=task_id, attempt=attempt,
                 kind=ERROR_KINDS[error.kind], message=error.message,
+                code=error.details.get("code", ""), param=error.details.get("param", ""),
             )))  # fmt: skip
         except asyncio.CancelledError:
             pass  # the core cancelled it, or the session ended

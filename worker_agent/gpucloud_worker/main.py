@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from gpucloud_worker.agent import WorkerAgent
 from gpucloud_worker.backend import Backend
@@ -22,6 +23,13 @@ def parser() -> argparse.ArgumentParser:
         "--core", default=env.get("GPUCLOUD_CORE", "127.0.0.1:50051"), help="core HOST:PORT"
     )
     p.add_argument("--token", default=env.get("GPUCLOUD_JOIN_TOKEN"), help="cluster join token")
+    p.add_argument("--tls", action="store_true", help="dial the core over TLS (system roots)")
+    p.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=env.get("GPUCLOUD_TLS_CA"),
+        help="CA or self-signed certificate (PEM) to trust for the core; implies --tls",
+    )
     p.add_argument("--worker-id", default=env.get("GPUCLOUD_WORKER_ID"))
     p.add_argument("--name", default=env.get("GPUCLOUD_WORKER_NAME", socket.gethostname()))
     p.add_argument("--backend", choices=("sim", "openai"), default="sim")
@@ -61,6 +69,8 @@ def build_backend(args: argparse.Namespace) -> Backend:
 def settings(args: argparse.Namespace) -> WorkerSettings:
     if not args.token:
         raise SystemExit("gpucloud worker: a join token is needed (--token or GPUCLOUD_JOIN_TOKEN)")
+    if args.tls_ca is not None and not args.tls_ca.is_file():
+        raise SystemExit(f"gpucloud worker: --tls-ca {args.tls_ca}: no such file")
     kind = args.gpu if args.backend == "sim" else args.backend
     worker_id = args.worker_id or f"{args.name}-{kind}"
     return WorkerSettings(
@@ -69,6 +79,8 @@ def settings(args: argparse.Namespace) -> WorkerSettings:
         worker_id=worker_id,
         name=args.name,
         heartbeat_interval_s=args.heartbeat,
+        tls=args.tls,
+        tls_ca=args.tls_ca,
     )
 
 

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from gpucloud.v1 import chat_pb2 as gpucloud_dot_v1_dot_chat__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gpucloud/v1/worker.proto\x12\x0bgpucloud.v1\x1a\x16gpucloud/v1/chat.proto\"g\n\x07GpuSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12memory_total_bytes\x18\x02 \x01(\x04\x12\x1d\n\x15memory_bandwidth_gbps\x18\x03 \x01(\x01\x12\x13\n\x0b\x62\x66\x31\x36_tflops\x18\x04 \x01(\x01\"\xb7\x01\n\nGpuMetrics\x12\r\n\x05index\x18\x01 \x01(\r\x12\x1b\n\x13utilization_percent\x18\x02 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x03 \x01(\x04\x12 \n\x13temperature_celsius\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bpower_watts\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\x16\n\x14_temperature_celsiusB\x0e\n\x0c_power_watts\"+\n\x0bWorkerModel\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owned_by\x18\x02 \x01(\t\"\xc2\x01\n\x0eRegisterWorker\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\"\n\x04gpus\x18\x05 \x03(\x0b\x32\x14.gpucloud.v1.GpuSpec\x12(\n\x06models\x18\x06 \x03(\x0b\x32\x18.gpucloud.v1.WorkerModel\x12\r\n\x05slots\x18\x07 \x01(\r\x12\r\n\x05speed\x18\x08 \x01(\x01\"q\n\tHeartbeat\x12%\n\x04gpus\x18\x01 \x03(\x0b\x32\x17.gpucloud.v1.GpuMetrics\x12\x14\n\x0c\x61\x63tive_tasks\x18\x02 \x01(\r\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\"q\n\tTaskChunk\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x0e\n\x06tokens\x18\x05 \x01(\r\x12\x15\n\rprompt_tokens\x18\x06 \x01(\r\"{\n\x08TaskDone\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12*\n\x07\x63hoices\x18\x03 \x03(\x0b\x32\x19.gpucloud.v1.ChoiceFinish\x12!\n\x05usage\x18\x04 \x01(\x0b\x32\x12.gpucloud.v1.Usage\"i\n\nTaskFailed\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.gpucloud.v1.TaskErrorKind\x12\x0f\n\x07message\x18\x04 \x01(\t\"\r\n\x0b\x44rainWorker\"I\n\x10WorkerRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\r\"\x9c\x01\n\x0eTaskAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05model\x18\x03 \x01(\t\x12*\n\x08messages\x18\x04 \x03(\x0b\x32\x18.gpucloud.v1.ChatMessage\x12-\n\x08sampling\x18\x05 \x01(\x0b\x32\x1b.gpucloud.v1.SamplingParams\".\n\nCancelTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r*\xb1\x01\n\rTaskErrorKind\x12\x1f\n\x1bTASK_ERROR_KIND_UNSPECIFIED\x10\x00\x12#\n\x1fTASK_ERROR_KIND_INVALID_REQUEST\x10\x01\x12\x1d\n\x19TASK_ERROR_KIND_RETRYABLE\x10\x02\x12\x1c\n\x18TASK_ERROR_KIND_INTERNAL\x10\x03\x12\x1d\n\x19TASK_ERROR_KIND_CANCELLED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gpucloud/v1/worker.proto\x12\x0bgpucloud.v1\x1a\x16gpucloud/v1/chat.proto\"g\n\x07GpuSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12memory_total_bytes\x18\x02 \x01(\x04\x12\x1d\n\x15memory_bandwidth_gbps\x18\x03 \x01(\x01\x12\x13\n\x0b\x62\x66\x31\x36_tflops\x18\x04 \x01(\x01\"\xb7\x01\n\nGpuMetrics\x12\r\n\x05index\x18\x01 \x01(\r\x12\x1b\n\x13utilization_percent\x18\x02 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x03 \x01(\x04\x12 \n\x13temperature_celsius\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bpower_watts\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\x16\n\x14_temperature_celsiusB\x0e\n\x0c_power_watts\"+\n\x0bWorkerModel\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owned_by\x18\x02 \x01(\t\"\xc2\x01\n\x0eRegisterWorker\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\"\n\x04gpus\x18\x05 \x03(\x0b\x32\x14.gpucloud.v1.GpuSpec\x12(\n\x06models\x18\x06 \x03(\x0b\x32\x18.gpucloud.v1.WorkerModel\x12\r\n\x05slots\x18\x07 \x01(\r\x12\r\n\x05speed\x18\x08 \x01(\x01\"q\n\tHeartbeat\x12%\n\x04gpus\x18\x01 \x03(\x0b\x32\x17.gpucloud.v1.GpuMetrics\x12\x14\n\x0c\x61\x63tive_tasks\x18\x02 \x01(\r\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\"q\n\tTaskChunk\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x0e\n\x06tokens\x18\x05 \x01(\r\x12\x15\n\rprompt_tokens\x18\x06 \x01(\r\"{\n\x08TaskDone\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12*\n\x07\x63hoices\x18\x03 \x03(\x0b\x32\x19.gpucloud.v1.ChoiceFinish\x12!\n\x05usage\x18\x04 \x01(\x0b\x32\x12.gpucloud.v1.Usage\"\x86\x01\n\nTaskFailed\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.gpucloud.v1.TaskErrorKind\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0c\n\x04\x63ode\x18\x05 \x01(\t\x12\r\n\x05param\x18\x06 \x01(\t\"\r\n\x0b\x44rainWorker\"I\n\x10WorkerRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\r\"\x9c\x01\n\x0eTaskAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05model\x18\x03 \x01(\t\x12*\n\x08messages\x18\x04 \x03(\x0b\x32\x18.gpucloud.v1.ChatMessage\x12-\n\x08sampling\x18\x05 \x01(\x0b\x32\x1b.gpucloud.v1.SamplingParams\".\n\nCancelTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r*\xb1\x01\n\rTaskErrorKind\x12\x1f\n\x1bTASK_ERROR_KIND_UNSPECIFIED\x10\x00\x12#\n\x1fTASK_ERROR_KIND_INVALID_REQUEST\x10\x01\x12\x1d\n\x19TASK_ERROR_KIND_RETRYABLE\x10\x02\x12\x1c\n\x18TASK_ERROR_KIND_INTERNAL\x10\x03\x12\x1d\n\x19TASK_ERROR_KIND_CANCELLED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gpucloud.v1.worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKERRORKIND']._serialized_start=1358
-  _globals['_TASKERRORKIND']._serialized_end=1535
+  _globals['_TASKERRORKIND']._serialized_start=1388
+  _globals['_TASKERRORKIND']._serialized_end=1565
   _globals['_GPUSPEC']._serialized_start=65
   _globals['_GPUSPEC']._serialized_end=168
   _globals['_GPUMETRICS']._serialized_start=171
@@ -48,14 +48,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKCHUNK']._serialized_end=826
   _globals['_TASKDONE']._serialized_start=828
   _globals['_TASKDONE']._serialized_end=951
-  _globals['_TASKFAILED']._serialized_start=953
-  _globals['_TASKFAILED']._serialized_end=1058
-  _globals['_DRAINWORKER']._serialized_start=1060
-  _globals['_DRAINWORKER']._serialized_end=1073
-  _globals['_WORKERREGISTERED']._serialized_start=1075
-  _globals['_WORKERREGISTERED']._serialized_end=1148
-  _globals['_TASKASSIGNMENT']._serialized_start=1151
-  _globals['_TASKASSIGNMENT']._serialized_end=1307
-  _globals['_CANCELTASK']._serialized_start=1309
-  _globals['_CANCELTASK']._serialized_end=1355
+  _globals['_TASKFAILED']._serialized_start=954
+  _globals['_TASKFAILED']._serialized_end=1088
+  _globals['_DRAINWORKER']._serialized_start=1090
+  _globals['_DRAINWORKER']._serialized_end=1103
+  _globals['_WORKERREGISTERED']._serialized_start=1105
+  _globals['_WORKERREGISTERED']._serialized_end=1178
+  _globals['_TASKASSIGNMENT']._serialized_start=1181
+  _globals['_TASKASSIGNMENT']._serialized_end=1337
+  _globals['_CANCELTASK']._serialized_start=1339
+  _globals['_CANCELTASK']._serialized_end=1385
 # @@protoc_insertion_point(module_scope)

@@ -343,6 +343,8 @@ class TaskFailed(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    PARAM_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """Task id from the assignment."""
     attempt: _builtins.int
@@ -351,6 +353,10 @@ class TaskFailed(_message.Message):
     """What kind of failure."""
     message: _builtins.str
     """Human-readable reason, safe to show to the client."""
+    code: _builtins.str
+    """OpenAI error code for the client, e.g. "context_length_exceeded"; may be empty."""
+    param: _builtins.str
+    """The request field at fault, e.g. "messages"; may be empty."""
     def __init__(
         self,
         *,
@@ -358,10 +364,12 @@ class TaskFailed(_message.Message):
         attempt: _builtins.int = ...,
         kind: Global___TaskErrorKind.ValueType = ...,
         message: _builtins.str = ...,
+        code: _builtins.str = ...,
+        param: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "kind", b"kind", "message", b"message", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "code", b"code", "kind", b"kind", "message", b"message", "param", b"param", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -198,7 +198,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             )
         elif kind == "failed":
             f = message.failed
-            s.failed(worker, f.task_id, f.attempt, FAILURE_KINDS.get(f.kind, "internal"), f.message)
+            reason = FAILURE_KINDS.get(f.kind, "internal")
+            s.failed(worker, f.task_id, f.attempt, reason, f.message, f.code[:64], f.param[:64])
         elif kind == "drain":
             s.drain(worker)
 
