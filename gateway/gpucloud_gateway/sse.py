@@ -3,9 +3,9 @@
 A pump task reads the call (cancelling a pending `call.read()` would cancel
 the RPC, so reads are never timed out) into a bounded queue, so a slow client
 slows the call down; the writer waits on the queue with a timeout and sends a
-comment line when idle. Whatever ends the response — the
-stream, an error or the client leaving — the generator is closed and the gRPC
-call cancelled, which cancels the task on the worker. Handlers that answer
+comment line when idle. Whatever ends the response — the stream, an error or
+the client leaving — the generator is closed and the gRPC call cancelled,
+which cancels the task on the worker. Handlers that answer
 once at the end watch for the disconnect themselves (DisconnectWatch).
 """
 
