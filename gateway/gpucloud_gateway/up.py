@@ -87,14 +87,24 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> UpSettin
         args.sim_speed if args.sim_speed is not None else float(env.get("GPUCLOUD_SIM_SPEED") or 1)
     )
     try:
+        # The embedded cloud talks gRPC in plaintext between its own parts; TLS for
+        # remote workers is `gpucloud server`'s job.
+        core = dataclasses.replace(core_config.from_sources(args, env), tls_cert=None, tls_key=None)
+        core.check()
         return UpSettings(
-            core=core_config.from_sources(args, env),
-            gateway=gateway_config.from_sources(args, env),
+            core=core,
+            gateway=dataclasses.replace(
+                gateway_config.from_sources(args, env), core_tls=False, core_tls_ca=None
+            ),
             gpus=_fleet(kinds, workers),
             sim_speed=speed,
         )
     except ValueError as err:
         parser.error(str(err))
+
+
+def _without_tls(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k != "GPUCLOUD_CORE_TLS_CA"}
 
 
 def _env_int(env: Mapping[str, str], name: str) -> int | None:
@@ -150,7 +160,7 @@ class Cloud:
         self.gateway = await asyncio.create_subprocess_exec(
             *_gateway_command(self.gateway_settings),
             stdin=asyncio.subprocess.PIPE,
-            env={**os.environ, "GPUCLOUD_OPS_TOKEN": ops_token},
+            env={**_without_tls(os.environ), "GPUCLOUD_OPS_TOKEN": ops_token},
         )
         self.core = CoreServer(dataclasses.replace(core, grpc_port=core_port, ops_token=ops_token))
         await self.core.start()

@@ -128,8 +128,10 @@ class ApiKeys:
         await self.flush_last_used()
 
     async def create(self, owner: UserPrincipal, spec: KeySpec) -> CreatedKey:
+        """A key for `owner`, who is also the caller: members may not raise priority or
+        limits above the server's defaults (keyspec's module doc has the rule)."""
         now = self._clock()
-        clean = validate_spec(spec, self._defaults, now)
+        clean = validate_spec(spec, self._defaults, now, is_admin=owner.is_admin)
         async with self._db.read() as conn:
             active = await conn.scalar(
                 sa.select(sa.func.count())

@@ -1,10 +1,18 @@
-"""What a new API key may ask for, and the bounds it is held to."""
+"""What a new API key may ask for, and the bounds it is held to.
+
+Admins may set anything within the bounds below. Members may not raise a key
+above the server's defaults: priority at most DEFAULT_PRIORITY (5), and
+requests/tokens per minute at most the server's defaults (a default of 0 means
+unlimited, so then members may ask for any value). Asking for more is refused
+with PermissionDenied rather than clamped, so a caller never gets less than it
+thinks it has.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpucloud_server.errors import InvalidArgument
+from gpucloud_server.errors import InvalidArgument, PermissionDenied
 
 MAX_NAME = 100
 MAX_MODELS = 64
@@ -58,14 +66,27 @@ def _check_rate(value: int, default: int, ceiling: int, what: str) -> int:
     return value or default
 
 
-def validate_spec(spec: KeySpec, defaults: KeyDefaults, now: float) -> KeySpec:
-    """The spec with defaults filled in; raises InvalidArgument when out of bounds."""
+def _check_member_limits(spec: KeySpec, defaults: KeyDefaults) -> None:
+    """Members take the defaults or less; `spec` has its zeros filled in already."""
+    if spec.priority > DEFAULT_PRIORITY:
+        raise PermissionDenied(f"only admins may set priority above {DEFAULT_PRIORITY}")
+    for value, default, what in (
+        (spec.requests_per_minute, defaults.requests_per_minute, "rate_limit_per_minute"),
+        (spec.tokens_per_minute, defaults.tokens_per_minute, "tokens_per_minute"),
+    ):
+        if default and value > default:
+            raise PermissionDenied(f"only admins may set {what} above {default}")
+
+
+def validate_spec(spec: KeySpec, defaults: KeyDefaults, now: float, *, is_admin: bool) -> KeySpec:
+    """The spec with defaults filled in. Raises InvalidArgument when out of bounds, and
+    PermissionDenied when a member asks for more than the defaults (see the module doc)."""
     if not 0 <= spec.priority <= 10:
         raise InvalidArgument("priority must be 1 to 10 (0 means 5)")
     expires_at = spec.expires_at
     if expires_at is not None and not now < expires_at <= now + MAX_LIFETIME_S:
         raise InvalidArgument("expires_at must be in the future, at most 10 years away")
-    return KeySpec(
+    clean = KeySpec(
         name=_check_name(spec.name),
         requests_per_minute=_check_rate(
             spec.requests_per_minute,
@@ -83,3 +104,6 @@ def validate_spec(spec: KeySpec, defaults: KeyDefaults, now: float) -> KeySpec:
         expires_at=expires_at,
         allowed_models=_check_models(spec.allowed_models),
     )
+    if not is_admin:
+        _check_member_limits(clean, defaults)
+    return clean

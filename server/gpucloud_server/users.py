@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -28,6 +29,9 @@ ROLES = frozenset({ROLE_ADMIN, ROLE_MEMBER})
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
 MAX_EMAIL = 254
+# argon2id takes ~64 MiB and a core's worth of time per hash (RFC 9106 low-memory
+# defaults): a flood of logins must queue, not exhaust CPU and memory.
+MAX_CONCURRENT_HASHES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,8 @@ class User:
     role: str
     must_change_password: bool
     created_at: float  # unix seconds
+    # Changes whenever the password hash does; sessions carry it (see sessions.py).
+    session_epoch: str = field(default="", repr=False, compare=False)
 
     @property
     def is_admin(self) -> bool:
@@ -72,6 +78,13 @@ def check_password_rules(password: str) -> None:
         raise InvalidArgument(f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
 
 
+def session_epoch(password_hash: str) -> str:
+    """A digest of the hash: a new password, or a rehash, gives a new epoch and so
+    ends the sessions issued before it. The hash has its own salt; nothing about the
+    password can be learnt from this without it."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
+
+
 def _user(row: sa.Row[tuple[object, ...]]) -> User:
     m = row._mapping
     return User(
@@ -80,29 +93,36 @@ def _user(row: sa.Row[tuple[object, ...]]) -> User:
         role=str(m["role"]),
         must_change_password=bool(m["must_change_password"]),
         created_at=int(m["created_ms"]) / 1000,
+        session_epoch=session_epoch(str(m["password_hash"])),
     )
 
 
 class Users:
-    """User accounts. Hashing runs in a thread: argon2id is deliberately slow."""
+    """User accounts. Hashing runs in a thread, at most MAX_CONCURRENT_HASHES at once:
+    argon2id is deliberately slow and memory-hungry."""
 
     def __init__(
         self,
         db: Database,
         hasher: PasswordHasher | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        max_concurrent_hashes: int = MAX_CONCURRENT_HASHES,
     ) -> None:
         self._db = db
         self._hasher = hasher or PasswordHasher()  # argon2id with RFC 9106 low-memory defaults
         self._clock = clock
+        self._hashing = asyncio.Semaphore(max_concurrent_hashes)
         self._dummy_hash: str | None = None
 
     async def _hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        async with self._hashing:
+            return await asyncio.to_thread(self._hasher.hash, password)
 
     async def _verify(self, stored: str, password: str) -> bool:
         try:
-            return await asyncio.to_thread(self._hasher.verify, stored, password)
+            async with self._hashing:
+                return await asyncio.to_thread(self._hasher.verify, stored, password)
         except (VerificationError, InvalidHashError):
             return False
 
@@ -127,11 +147,19 @@ class Users:
         if role not in ROLES:
             raise InvalidArgument("role must be admin or member")
         now_ms = self._now_ms()
-        user = User(uuid.uuid4().hex, address, role, must_change_password, now_ms / 1000)
+        password_hash = await self._hash(password)
+        user = User(
+            uuid.uuid4().hex,
+            address,
+            role,
+            must_change_password,
+            now_ms / 1000,
+            session_epoch(password_hash),
+        )
         values = {
             "id": user.id,
             "email": user.email,
-            "password_hash": await self._hash(password),
+            "password_hash": password_hash,
             "role": user.role,
             "must_change_password": must_change_password,
             "created_ms": now_ms,
@@ -150,6 +178,12 @@ class Users:
             raise NotFound("no such user")
         return _user(row)
 
+    async def list_all(self) -> list[User]:
+        """Every user, oldest first (Sessions.preload learns their session epochs)."""
+        query = users.select().order_by(users.c.created_ms, users.c.id)
+        async with self._db.read() as conn:
+            return [_user(row) for row in (await conn.execute(query)).all()]
+
     async def authenticate(self, email: str, password: str) -> User | None:
         """The user when email and password match, else None; unknown users cost the
         same hashing time as known ones, so timing does not reveal which emails exist."""
@@ -166,7 +200,11 @@ class Users:
             return None
         user = _user(row)
         if self._hasher.check_needs_rehash(stored):
-            await self._set_hash(user.id, await self._hash(password), user.must_change_password)
+            rehashed = await self._hash(password)
+            # Only over the hash just verified: a password changed meanwhile stays changed
+            # (and this login's session, with the old epoch, ends with it).
+            if await self._set_hash(user.id, rehashed, user.must_change_password, replacing=stored):
+                user = replace(user, session_epoch=session_epoch(rehashed))
         return user
 
     async def change_password(self, user_id: str, current: str, new: str) -> User:
@@ -184,14 +222,25 @@ class Users:
         await self._set_hash(user_id, await self._hash(new), must_change_password=False)
         return await self.get(user_id)
 
-    async def _set_hash(self, user_id: str, password_hash: str, must_change_password: bool) -> None:
+    async def _set_hash(
+        self,
+        user_id: str,
+        password_hash: str,
+        must_change_password: bool,
+        *,
+        replacing: str | None = None,
+    ) -> bool:
+        """True when written; with `replacing`, only while that is still the stored hash."""
         query = (
             users.update()
             .where(users.c.id == user_id)
             .values(password_hash=password_hash, must_change_password=must_change_password)
         )
+        if replacing is not None:
+            query = query.where(users.c.password_hash == replacing)
         async with self._db.write() as conn:
-            await conn.execute(query)
+            result = await conn.execute(query)
+        return bool(result.rowcount)
 
     async def _dummy(self) -> str:
         if self._dummy_hash is None:

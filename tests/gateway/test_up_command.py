@@ -53,6 +53,28 @@ def test_unknown_gpu_kind_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
     assert "tpu" in capsys.readouterr().err
 
 
+def test_an_exposed_core_needs_its_own_join_token(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse(["--grpc-host", "0.0.0.0"], env={})
+    assert caught.value.code == 2
+    assert "GPUCLOUD_JOIN_TOKEN" in capsys.readouterr().err
+    exposed = parse(["--grpc-host", "0.0.0.0", "--join-token", "a-secret-of-our-own"], env={})
+    assert exposed.core.join_token == "a-secret-of-our-own"
+
+
+def test_the_embedded_cloud_ignores_tls_settings(tmp_path: Path) -> None:
+    pem = tmp_path / "cert.pem"
+    pem.write_text("not used")
+    env = {
+        "GPUCLOUD_TLS_CERT": str(pem),
+        "GPUCLOUD_TLS_KEY": str(pem),
+        "GPUCLOUD_CORE_TLS_CA": str(pem),
+    }
+    settings = parse([], env=env)
+    assert (settings.core.tls_cert, settings.core.tls_key) == (None, None)
+    assert (settings.gateway.core_tls, settings.gateway.core_tls_ca) == (False, None)
+
+
 def test_gateway_flags_win_over_env() -> None:
     env = {"GPUCLOUD_CORE": "core:1", "GPUCLOUD_MAX_BODY_BYTES": "10"}
     settings = gateway_config.parse(["--max-body-bytes", "20", "--exit-with-parent"], env=env)

@@ -153,7 +153,7 @@ async def test_keys_are_created_listed_and_revoked_per_owner(service: Service) -
         auth_pb2.CreateApiKeyRequest(
             name="ci",
             rate_limit_per_minute=30,
-            priority=7,
+            priority=3,
             expires_at=expires,
             allowed_models=["llama-3-8b"],
         ),
@@ -163,7 +163,7 @@ async def test_keys_are_created_listed_and_revoked_per_owner(service: Service) -
     assert secret.startswith("gpc_")
     assert created.key.last4 == secret[-4:]
     assert created.key.rate_limit_per_minute == 30
-    assert created.key.priority == 7
+    assert created.key.priority == 3
     assert created.key.expires_at.seconds == expires.seconds
     assert created.key.HasField("created_at")
     assert not created.key.HasField("revoked_at")
@@ -189,6 +189,37 @@ async def test_keys_are_created_listed_and_revoked_per_owner(service: Service) -
     assert revoked.key.HasField("revoked_at")
     with pytest.raises(Unauthenticated):
         await service.identity.keys.authenticate(secret)
+
+
+async def test_members_are_denied_keys_above_the_default_priority_and_limits(
+    service: Service,
+) -> None:
+    admin = await service.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+    await service.stub.CreateUser(
+        auth_pb2.CreateUserRequest(email="m@example.com", password="member-pass"),
+        metadata=bearer(admin),
+    )
+    member = await service.login("m@example.com", "member-pass")
+    for request_, message in (
+        (auth_pb2.CreateApiKeyRequest(name="k", priority=10), "priority above 5"),
+        (
+            auth_pb2.CreateApiKeyRequest(name="k", rate_limit_per_minute=10_000),
+            "rate_limit_per_minute above 60",
+        ),
+        (
+            auth_pb2.CreateApiKeyRequest(name="k", tokens_per_minute=1_000_000_000),
+            "tokens_per_minute above 100000",
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await service.stub.CreateApiKey(request_, metadata=bearer(member))
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert denied.value.details() == f"only admins may set {message}"
+    raised = await service.stub.CreateApiKey(
+        auth_pb2.CreateApiKeyRequest(name="k", priority=10, rate_limit_per_minute=10_000),
+        metadata=bearer(admin),
+    )
+    assert (raised.key.priority, raised.key.rate_limit_per_minute) == (10, 10_000)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from identity_helpers import FAST_HASHER, new_member
+from identity_helpers import FAST_HASHER, make_settings, new_member
 
 from gpucloud_server import keyformat
 from gpucloud_server import keys as keys_module
@@ -164,6 +164,70 @@ async def test_out_of_bounds_requests_are_refused(
 ) -> None:
     with pytest.raises(InvalidArgument):
         await identity.keys.create(member, spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (KeySpec(name="k", priority=6), "only admins may set priority above 5"),
+        (KeySpec(name="k", priority=10), "only admins may set priority above 5"),
+        (
+            KeySpec(name="k", requests_per_minute=61),
+            "only admins may set rate_limit_per_minute above 60",
+        ),
+        (
+            KeySpec(name="k", tokens_per_minute=1_000_000_000),
+            "only admins may set tokens_per_minute above 100000",
+        ),
+    ],
+    ids=["priority-6", "priority-10", "rpm", "tpm"],
+)
+async def test_members_may_not_raise_a_key_above_the_defaults(
+    identity: Identity, member: UserPrincipal, spec: KeySpec, message: str
+) -> None:
+    with pytest.raises(PermissionDenied) as denied:
+        await identity.keys.create(member, spec)
+    assert denied.value.message == message
+    assert await identity.keys.list(member) == []
+
+
+async def test_members_may_ask_for_the_defaults_or_less(
+    identity: Identity, member: UserPrincipal
+) -> None:
+    spec = KeySpec(name="k", priority=5, requests_per_minute=60, tokens_per_minute=100_000)
+    key = (await identity.keys.create(member, spec)).key
+    assert (key.priority, key.requests_per_minute, key.tokens_per_minute) == (5, 60, 100_000)
+    low = (await identity.keys.create(member, KeySpec(name="low", priority=1))).key
+    assert low.priority == 1
+
+
+async def test_admins_may_set_anything_within_the_bounds(
+    identity: Identity, admin: UserPrincipal
+) -> None:
+    spec = KeySpec(
+        name="k", priority=10, requests_per_minute=10_000, tokens_per_minute=1_000_000_000
+    )
+    key = (await identity.keys.create(admin, spec)).key
+    assert (key.priority, key.requests_per_minute, key.tokens_per_minute) == (
+        10,
+        10_000,
+        1_000_000_000,
+    )
+
+
+async def test_with_unlimited_defaults_members_may_ask_for_any_rate(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    settings = make_settings(
+        tmp_path, database_url, default_requests_per_minute=0, default_tokens_per_minute=0
+    )
+    async with Identity(settings, password_hasher=FAST_HASHER) as identity:
+        member = await new_member(identity)
+        spec = KeySpec(name="k", requests_per_minute=10_000, tokens_per_minute=1_000_000_000)
+        key = (await identity.keys.create(member, spec)).key
+        assert (key.requests_per_minute, key.tokens_per_minute) == (10_000, 1_000_000_000)
+        with pytest.raises(PermissionDenied):
+            await identity.keys.create(member, KeySpec(name="k", priority=6))
 
 
 async def test_members_see_and_revoke_only_their_own_keys(

@@ -12,8 +12,9 @@ from gpucloud_server.errors import InvalidArgument, NotFound, PermissionDenied, 
 from gpucloud_server.keys import ApiKey, ApiKeys
 from gpucloud_server.keyspec import MAX_MODELS, KeySpec
 from gpucloud_server.login import Logins
-from gpucloud_server.principal import SessionAuthority, UserPrincipal
+from gpucloud_server.principal import UserPrincipal
 from gpucloud_server.servicers.metadata import bearer_token
+from gpucloud_server.sessions import Sessions
 from gpucloud_server.users import ROLE_ADMIN, ROLE_MEMBER, User, Users
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -93,19 +94,19 @@ def key_spec(request: auth_pb2.CreateApiKeyRequest) -> KeySpec:
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(
-        self, logins: Logins, sessions: SessionAuthority, users: Users, keys: ApiKeys
-    ) -> None:
+    def __init__(self, logins: Logins, sessions: Sessions, users: Users, keys: ApiKeys) -> None:
         self._logins = logins
         self._sessions = sessions
         self._users = users
         self._keys = keys
 
-    def _caller(self, context: Context) -> UserPrincipal:
+    async def _caller(self, context: Context) -> UserPrincipal:
+        """The session's user; a session ended by a password change is refused, also one
+        made through another core (within sessions.EPOCH_RECHECK_S)."""
         token = bearer_token(context)
         if token is None:
             raise Unauthenticated("sign in first: send 'authorization: Bearer <token>'")
-        return self._sessions.verify(token)
+        return await self._sessions.verify_current(token, self._users.get)
 
     async def Login(
         self, request: auth_pb2.LoginRequest, context: Context
@@ -120,7 +121,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def GetMe(
         self, request: auth_pb2.GetMeRequest, context: Context
     ) -> auth_pb2.GetMeResponse:
-        caller = self._caller(context)
+        caller = await self._caller(context)
         try:
             user = await self._users.get(caller.user_id)
         except NotFound as error:
@@ -130,7 +131,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def ChangePassword(
         self, request: auth_pb2.ChangePasswordRequest, context: Context
     ) -> auth_pb2.ChangePasswordResponse:
-        caller = self._caller(context)
+        """Ends every session of the user, the caller's too: sign in again afterwards."""
+        caller = await self._caller(context)
         user = await self._logins.change_password(
             caller.user_id,
             request.current_password,
@@ -142,7 +144,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def CreateUser(
         self, request: auth_pb2.CreateUserRequest, context: Context
     ) -> auth_pb2.CreateUserResponse:
-        caller = self._caller(context)
+        caller = await self._caller(context)
         if not caller.is_admin:
             raise PermissionDenied("only admins may create users")
         role = ROLE_ADMIN if request.role == auth_pb2.USER_ROLE_ADMIN else ROLE_MEMBER
@@ -152,21 +154,23 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def CreateApiKey(
         self, request: auth_pb2.CreateApiKeyRequest, context: Context
     ) -> auth_pb2.CreateApiKeyResponse:
-        caller = self._caller(context)
+        """Admins may set any priority and limits within the bounds; members at most the
+        defaults (priority 5, the server's requests/tokens per minute), else PermissionDenied."""
+        caller = await self._caller(context)
         created = await self._keys.create(caller, key_spec(request))
         return auth_pb2.CreateApiKeyResponse(key=key_pb(created.key), secret=created.secret)
 
     async def ListApiKeys(
         self, request: auth_pb2.ListApiKeysRequest, context: Context
     ) -> auth_pb2.ListApiKeysResponse:
-        caller = self._caller(context)
+        caller = await self._caller(context)
         keys = await self._keys.list(caller)
         return auth_pb2.ListApiKeysResponse(keys=[key_pb(k) for k in keys])
 
     async def RevokeApiKey(
         self, request: auth_pb2.RevokeApiKeyRequest, context: Context
     ) -> auth_pb2.RevokeApiKeyResponse:
-        caller = self._caller(context)
+        caller = await self._caller(context)
         if not 1 <= len(request.id) <= MAX_ID:
             raise NotFound("no such API key")
         return auth_pb2.RevokeApiKeyResponse(
