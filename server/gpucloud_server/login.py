@@ -1,15 +1,14 @@
-"""Login with brute-force throttling: attempts counted per account+IP, per account, per IP."""
+"""Login with brute-force throttling: failures counted per account+IP, per account, per IP."""
 
 from __future__ import annotations
 
 import contextlib
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from limits import RateLimitItemPerSecond
 from limits.aio.storage import Storage
-from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
 from gpucloud_server.errors import InvalidArgument, ResourceExhausted, Unauthenticated, Unavailable
@@ -34,41 +33,47 @@ class LoginResult:
     user: User
 
 
-class LoginThrottle:
-    """Counts login attempts in moving windows (memory or Redis, via `limits`).
+@dataclass(frozen=True, slots=True)
+class _Window:
+    key: str
+    limit: int
 
-    An attempt takes its place in every window *before* the password is checked,
-    each place taken atomically by the storage, so concurrent guesses cannot all
-    slip past a window with room for one. A correct password then clears the
-    account's windows (its own success included); the per-IP window keeps
-    counting, so an attacker cannot reset it by signing in to an account of its own.
+
+class LoginThrottle:
+    """Counts failed logins in windows of `window_s` (memory or Redis counters, via `limits`).
+
+    An attempt is counted *before* its password is checked, by one atomic increment
+    per window, and refused (counting nothing) when that takes a window past its
+    limit: concurrent guesses cannot all slip through a window with room for one.
+    A correct password gives its count back: it clears the account's count from
+    that address, and is taken off the per-account and per-IP counts, which it
+    does not clear (signing in to an account of one's own must not reset them).
     """
 
     def __init__(self, storage: Storage, policy: LoginPolicy, namespace: str) -> None:
-        self._limiter = MovingWindowRateLimiter(storage)
-        self._account_ip = RateLimitItemPerSecond(policy.max_failures, policy.window_s)
-        self._account = RateLimitItemPerSecond(policy.max_failures_per_account, policy.window_s)
-        self._ip = RateLimitItemPerSecond(policy.max_failures_per_ip, policy.window_s)
-        self._namespace = namespace
+        self._storage = storage
+        self._policy = policy
+        self._prefix = f"{namespace}/login"
 
-    def _windows(self, email: str, ip: str) -> tuple[tuple[RateLimitItemPerSecond, str], ...]:
+    def _windows(self, email: str, ip: str) -> tuple[_Window, _Window, _Window]:
         account = email.strip().lower()[:254]
+        policy, prefix = self._policy, self._prefix
         return (
-            (self._account_ip, f"account:{account}|{ip}"),
-            (self._account, f"user:{account}"),
-            (self._ip, f"ip:{ip}"),
+            _Window(f"{prefix}/account:{account}|{ip}", policy.max_failures),
+            _Window(f"{prefix}/user:{account}", policy.max_failures_per_account),
+            _Window(f"{prefix}/ip:{ip}", policy.max_failures_per_ip),
         )
 
     async def reserve(self, email: str, ip: str) -> None:
-        """Counts one attempt; raises ResourceExhausted (with retry_after_s) when a window
-        is full. Counted as failed until succeeded() says otherwise."""
+        """Counts one attempt as failed until succeeded() says otherwise; raises
+        ResourceExhausted (with retry_after_s) when a window is full."""
+        counted: list[_Window] = []
         try:
-            for item, who in self._windows(email, ip):
-                if not await self._limiter.hit(item, self._namespace, "login", who):
-                    stats = await self._limiter.get_window_stats(
-                        item, self._namespace, "login", who
-                    )
-                    retry = max(1.0, stats.reset_time - time.time())
+            for window in self._windows(email, ip):
+                counted.append(window)
+                if await self._storage.incr(window.key, self._policy.window_s) > window.limit:
+                    retry = max(1.0, await self._storage.get_expiry(window.key) - time.time())
+                    await self._give_back(counted)
                     raise ResourceExhausted(
                         "too many failed logins; try again later",
                         retry_after_s=retry,
@@ -78,12 +83,17 @@ class LoginThrottle:
             raise Unavailable("login throttling is unavailable; try again") from error
 
     async def succeeded(self, email: str, ip: str) -> None:
-        """A correct password clears the account's windows (not the IP's)."""
+        account_ip, *others = self._windows(email, ip)
         try:
-            for item, who in self._windows(email, ip)[:2]:
-                await self._limiter.clear(item, self._namespace, "login", who)
+            await self._storage.clear(account_ip.key)
+            await self._give_back(others)
         except StorageError as error:
             raise Unavailable("login throttling is unavailable; try again") from error
+
+    async def _give_back(self, windows: Iterable[_Window]) -> None:
+        for window in windows:
+            if await self._storage.incr(window.key, self._policy.window_s, -1) < 0:
+                await self._storage.clear(window.key)  # cleared meanwhile: not below zero
 
 
 class Logins:

@@ -118,6 +118,23 @@ async def test_password_change_clears_the_nag(service: Service) -> None:
     await service.login(ADMIN_EMAIL, "n3w-pass")
 
 
+async def test_a_password_change_ends_the_callers_and_other_sessions(service: Service) -> None:
+    token = await service.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+    other = await service.login(ADMIN_EMAIL, ADMIN_PASSWORD, ip="203.0.113.2")
+    await service.stub.GetMe(auth_pb2.GetMeRequest(), metadata=bearer(other))
+    await service.stub.ChangePassword(
+        auth_pb2.ChangePasswordRequest(current_password=ADMIN_PASSWORD, new_password="n3w-pass"),
+        metadata=bearer(token),
+    )
+    for old in (token, other):
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await service.stub.GetMe(auth_pb2.GetMeRequest(), metadata=bearer(old))
+        assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "password change" in (ended.value.details() or "")
+    fresh = await service.login(ADMIN_EMAIL, "n3w-pass")
+    await service.stub.GetMe(auth_pb2.GetMeRequest(), metadata=bearer(fresh))
+
+
 async def test_only_admins_create_users(service: Service) -> None:
     admin = await service.login(ADMIN_EMAIL, ADMIN_PASSWORD)
     created = await service.stub.CreateUser(

@@ -1,19 +1,24 @@
-"""Login throttling per account+IP and per IP, with memory and Redis storage."""
+"""Login throttling per account+IP, per account and per IP, with memory and Redis storage;
+password changes ending sessions."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from identity_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, FAST_HASHER, make_settings
 
+from gpucloud_server import identity as identity_module
 from gpucloud_server.errors import InvalidArgument, ResourceExhausted, Unauthenticated
 from gpucloud_server.identity import Identity
+from gpucloud_server.login import LoginPolicy
 
 MAX_FAILURES = 3
 MAX_PER_IP = 5
+MAX_PER_ACCOUNT = 6
 LOCKOUT_S = 1
 
 
@@ -23,8 +28,13 @@ LOCKOUT_S = 1
         pytest.param("redis", id="redis", marks=pytest.mark.services),
     ]
 )
-async def identity(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Identity]:
+async def identity(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Identity]:
     redis = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    # The per-account window has no setting of its own; the policy's default is 20.
+    policy = functools.partial(LoginPolicy, max_failures_per_account=MAX_PER_ACCOUNT)
+    monkeypatch.setattr(identity_module, "LoginPolicy", policy)
     settings = make_settings(
         tmp_path,
         None,
@@ -84,6 +94,49 @@ async def test_an_address_locks_after_failures_across_accounts(identity: Identit
     await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.10")
 
 
+async def test_concurrent_guesses_are_held_to_the_limit(identity: Identity) -> None:
+    guesses = [identity.logins.login(ADMIN_EMAIL, f"guess-{i}", "10.0.0.1") for i in range(40)]
+    outcomes = await asyncio.gather(*guesses, return_exceptions=True)
+    assert sum(isinstance(o, Unauthenticated) for o in outcomes) == MAX_FAILURES
+    assert sum(isinstance(o, ResourceExhausted) for o in outcomes) == 40 - MAX_FAILURES
+    with pytest.raises(ResourceExhausted):
+        await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.1")
+
+
+async def test_concurrent_guesses_across_accounts_are_held_to_the_address_limit(
+    identity: Identity,
+) -> None:
+    guesses = [identity.logins.login(f"u{i}@example.com", "guess", "10.0.0.9") for i in range(40)]
+    outcomes = await asyncio.gather(*guesses, return_exceptions=True)
+    assert sum(isinstance(o, Unauthenticated) for o in outcomes) == MAX_PER_IP
+    assert sum(isinstance(o, ResourceExhausted) for o in outcomes) == 40 - MAX_PER_IP
+
+
+@pytest.mark.parametrize("email", [ADMIN_EMAIL, "nobody@example.com"])
+async def test_guesses_spread_over_addresses_lock_the_account(
+    identity: Identity, email: str
+) -> None:
+    for i in range(MAX_PER_ACCOUNT):
+        await _fail(identity, email, f"10.1.0.{i}", 1)
+    with pytest.raises(ResourceExhausted) as locked:
+        await identity.logins.login(email, ADMIN_PASSWORD, "10.2.0.1")
+    assert locked.value.retry_after_s is not None
+    # Other accounts are not locked from those addresses.
+    await _fail(identity, "someone-else@example.com", "10.1.0.0", 1)
+
+
+async def test_good_logins_neither_count_nor_reset_the_account_or_address_counts(
+    identity: Identity,
+) -> None:
+    for i in range(MAX_PER_ACCOUNT - 1):
+        await _fail(identity, ADMIN_EMAIL, f"10.1.0.{i}", 1)
+    for _ in range(MAX_PER_IP + 1):
+        await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.2.0.1")
+    await _fail(identity, ADMIN_EMAIL, "10.1.0.9", 1)
+    with pytest.raises(ResourceExhausted):
+        await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.2.0.1")
+
+
 async def test_a_good_login_resets_the_account_count(identity: Identity) -> None:
     await _fail(identity, ADMIN_EMAIL, "10.0.0.1", MAX_FAILURES - 1)
     await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.1")
@@ -109,3 +162,33 @@ async def test_password_changes_are_throttled_like_logins(identity: Identity) ->
             await identity.logins.change_password(user_id, "wrong-password", "new-password", "x")
     with pytest.raises(ResourceExhausted):
         await identity.logins.change_password(user_id, ADMIN_PASSWORD, "new-password", "x")
+
+
+async def test_a_password_change_ends_earlier_sessions(identity: Identity) -> None:
+    sessions, users = identity.sessions, identity.users
+    first = await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.1")
+    second = await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.2")
+    await sessions.verify_current(first.session.token, users.get)
+    await identity.logins.change_password(first.user.id, ADMIN_PASSWORD, "n3w-password", "x")
+    for old in (first.session.token, second.session.token):
+        with pytest.raises(Unauthenticated, match="password change"):
+            sessions.verify(old)
+        with pytest.raises(Unauthenticated, match="password change"):
+            await sessions.verify_current(old, users.get)
+    new = await identity.logins.login(ADMIN_EMAIL, "n3w-password", "10.0.0.1")
+    assert sessions.verify(new.session.token).user_id == first.user.id
+    await sessions.verify_current(new.session.token, users.get)
+
+
+async def test_a_password_change_made_before_a_restart_still_ends_sessions(
+    identity: Identity,
+) -> None:
+    old = await identity.logins.login(ADMIN_EMAIL, ADMIN_PASSWORD, "10.0.0.1")
+    await identity.logins.change_password(old.user.id, ADMIN_PASSWORD, "n3w-password", "x")
+    async with Identity(identity.settings, password_hasher=FAST_HASHER) as restarted:
+        with pytest.raises(Unauthenticated, match="password change"):
+            await restarted.sessions.verify_current(old.session.token, restarted.users.get)
+    async with Identity(identity.settings, password_hasher=FAST_HASHER) as restarted:
+        await restarted.sessions.preload(restarted.users.list_all)
+        with pytest.raises(Unauthenticated, match="password change"):
+            restarted.sessions.verify(old.session.token)

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from typing import Literal
+
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 from identity_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, FAST_HASHER
 
 from gpucloud_server.errors import AlreadyExists, InvalidArgument, NotFound
 from gpucloud_server.identity import Identity
 from gpucloud_server.storage.tables import users
-from gpucloud_server.users import ROLE_ADMIN, ROLE_MEMBER, WrongPassword, normalize_email
+from gpucloud_server.users import (
+    MAX_CONCURRENT_HASHES,
+    ROLE_ADMIN,
+    ROLE_MEMBER,
+    Users,
+    WrongPassword,
+    normalize_email,
+)
 
 
 async def test_first_start_creates_the_default_admin_flagged_to_change_password(
@@ -116,3 +129,41 @@ async def test_weak_hashes_are_upgraded_on_login(identity: Identity) -> None:
     async with identity.database.read() as conn:
         stored = (await conn.execute(sa.select(users.c.password_hash))).scalar_one()
     assert not FAST_HASHER.check_needs_rehash(stored)
+
+
+class CountingHasher(PasswordHasher):
+    """FAST_HASHER's parameters; records how many verifications overlap."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self._lock = threading.Lock()
+        self._running = 0
+        self.peak = 0
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        with self._lock:
+            self._running += 1
+            self.peak = max(self.peak, self._running)
+        try:
+            time.sleep(0.05)
+            return super().verify(hash, password)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+
+async def test_a_flood_of_logins_hashes_at_most_four_at_once(identity: Identity) -> None:
+    hasher = CountingHasher()
+    flooded = Users(identity.database, hasher)
+    tries = [flooded.authenticate(ADMIN_EMAIL, f"guess-{i}") for i in range(12)]
+    assert await asyncio.gather(*tries) == [None] * 12
+    assert hasher.peak == MAX_CONCURRENT_HASHES == 4
+
+
+async def test_a_session_epoch_changes_with_the_password_only(identity: Identity) -> None:
+    admin = await identity.users.authenticate(ADMIN_EMAIL, ADMIN_PASSWORD)
+    assert admin is not None
+    assert (await identity.users.get(admin.id)).session_epoch == admin.session_epoch
+    changed = await identity.users.change_password(admin.id, ADMIN_PASSWORD, "a-new-password")
+    assert changed.session_epoch not in {"", admin.session_epoch}
+    assert [u.session_epoch for u in await identity.users.list_all()] == [changed.session_epoch]
