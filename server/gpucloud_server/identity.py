@@ -148,6 +148,8 @@ class Identity:
         if secret is None:
             secret = await asyncio.to_thread(load_or_create_secret, self.settings.data_dir)
         self._sessions = Sessions(secret, ttl_s=self.settings.jwt_ttl_s)
+        # So that sessions a password change ended before this start stay ended.
+        await self._sessions.preload(self.users.list_all)
         self._logins = Logins(self.users, self._sessions, self._throttle)
         if self._feed is not None:
             await self._feed.start()

@@ -308,12 +308,19 @@ def test_changing_the_default_password_removes_the_banner(signed_in: Page, stack
     expect(page.get_by_test_id("password-error")).to_contain_text("current password")
     page.get_by_test_id("current-password").fill(stack.password)
 
+    old_token = page.evaluate("JSON.parse(sessionStorage.getItem('gpucloud.session')).token")
     new_password = "web-test-password-42"
     page.get_by_test_id("new-password").fill(new_password)
     page.get_by_test_id("confirm-password").fill(new_password)
     page.get_by_test_id("password-submit").click()
     expect(page.get_by_test_id("password-changed")).to_be_visible()
     stack.password = new_password
+    # The change ended the old session; the page signed in again by itself.
+    old = page.request.get(
+        f"{stack.url}/api/auth/me", headers={"authorization": f"Bearer {old_token}"}
+    )
+    assert old.status == 401
+    expect(page.get_by_test_id("user-email")).to_be_visible()
     screenshot(page, "account")
     page.get_by_test_id("nav-overview").click()
     expect(page.get_by_test_id("password-banner")).to_have_count(0)

@@ -37,11 +37,6 @@ export function saveSession({ token, expiresAt, user }) {
   write(SESSION, { token, expiresAt: isoTime(expiresAt), user });
 }
 
-export function updateUser(user) {
-  const session = currentSession();
-  if (session) write(SESSION, { ...session, user });
-}
-
 /** Signs out; `message` is shown on the login page (e.g. why the session ended). */
 export function endSession(message = null) {
   // Kept in storage too, so a reload racing the 401 still tells the user why they are out.

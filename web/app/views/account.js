@@ -3,7 +3,7 @@ import { useState } from "preact/hooks";
 import { api } from "../api.js";
 import { dateTime } from "../format.js";
 import { html } from "../html.js";
-import { updateUser } from "../session.js";
+import { saveSession } from "../session.js";
 import { Badge, Card, PageHeader } from "../ui.js";
 
 const MIN_PASSWORD = 8;
@@ -31,11 +31,18 @@ export function AccountPage({ session }) {
     setBusy(true);
     setError(null);
     try {
-      const answer = await api("/api/auth/password", {
+      await api("/api/auth/password", {
         method: "POST",
         body: { currentPassword: form.get("currentPassword"), newPassword },
       });
-      updateUser(answer.user);
+      // A password change ends every session of the account, this one included:
+      // sign in again with the new password so the page carries on.
+      const fresh = await api("/api/auth/login", {
+        method: "POST",
+        auth: false,
+        body: { email: user.email, password: newPassword },
+      });
+      saveSession(fresh);
       formEl.reset();
       setDone(true);
     } catch (err) {

@@ -35,7 +35,7 @@ function createBody(form) {
   return body;
 }
 
-function CreateKeyForm({ onCreated }) {
+function CreateKeyForm({ onCreated, admin }) {
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
 
@@ -72,7 +72,14 @@ function CreateKeyForm({ onCreated }) {
       </label>
       <label>
         Priority
-        <input name="priority" type="number" min="1" max="10" placeholder="default (1–10)" data-testid="key-priority" />
+        <input
+          name="priority"
+          type="number"
+          min="1"
+          max=${admin ? 10 : 5}
+          placeholder=${admin ? "default (1–10)" : "default (1–5; higher needs an admin)"}
+          data-testid="key-priority"
+        />
       </label>
       <label>
         Expires
@@ -241,7 +248,7 @@ export function KeysPage({ session }) {
 
   return html`
     <${PageHeader} title="API keys" subtitle="Keys for the OpenAI-compatible API at /v1, each with its own limits." />
-    <${Card} title="New key"><${CreateKeyForm} onCreated=${(c) => { setCreated(c); keys.reload(); }} /><//>
+    <${Card} title="New key"><${CreateKeyForm} admin=${admin} onCreated=${(c) => { setCreated(c); keys.reload(); }} /><//>
     <${Card}
       title=${`Keys${admin ? " (all users)" : ""}`}
       actions=${revokedCount > 0 &&
