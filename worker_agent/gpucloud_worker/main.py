@@ -34,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=env.get("GPUCLOUD_WORKER_NAME", socket.gethostname()))
     p.add_argument("--backend", choices=("sim", "openai"), default="sim")
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeats")
+    p.add_argument(
+        "--drain-timeout", type=float, default=300.0, help="seconds SIGTERM waits for tasks"
+    )
     sim = p.add_argument_group("sim backend")
     sim.add_argument("--gpu", default="a100", help="simulated GPU: a100, h100, rtx4090, a6000")
     sim.add_argument("--gpu-count", type=int, default=1)
@@ -79,6 +82,7 @@ def settings(args: argparse.Namespace) -> WorkerSettings:
         worker_id=worker_id,
         name=args.name,
         heartbeat_interval_s=args.heartbeat,
+        drain_timeout_s=args.drain_timeout,
         tls=args.tls,
         tls_ca=args.tls_ca,
     )
