@@ -241,7 +241,7 @@ class Scheduler:
             )
         elif kind in ("retryable", "cancelled"):
             # The worker could not run it (e.g. its upstream is down, or it is stopping):
-            # it takes no tasks until a heartbeat says it is healthy again.
+            # the task goes elsewhere, or back to this worker after its next heartbeat.
             log.warning("worker %s gave a task back: %s", worker.id, message)
             task.failed_on[worker.id] = worker.beats
             worker.failures_in_a_row += 1
