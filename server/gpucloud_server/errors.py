@@ -59,13 +59,5 @@ class Unavailable(GpucloudError):
     code = "UNAVAILABLE"
 
 
-class DeadlineExceeded(GpucloudError):
-    code = "DEADLINE_EXCEEDED"
-
-
-class Cancelled(GpucloudError):
-    code = "CANCELLED"
-
-
 class Internal(GpucloudError):
     code = "INTERNAL"

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-MIN_PRIORITY = 1
 MAX_PRIORITY = 10
 
 

@@ -23,6 +23,7 @@ from gpucloud_server.errors import (
     Unavailable,
 )
 from gpucloud_server.hub import Hub
+from gpucloud_server.principal import UsageRecord
 from gpucloud_server.queue import FairQueue
 from gpucloud_server.registry import GpuReading, Registry, Worker, WorkerInfo, WorkerState
 from gpucloud_server.seams import TaskQueue
@@ -30,7 +31,6 @@ from gpucloud_server.tasks import (
     Delta,
     Failed,
     Finished,
-    Outcome,
     Queued,
     Started,
     Task,
@@ -86,7 +86,7 @@ class Scheduler:
     def __init__(
         self,
         config: SchedulerConfig,
-        on_end: Callable[[Outcome], None],
+        on_end: Callable[[TaskSpec, UsageRecord], None],
         queue: TaskQueue[Task] | None = None,
     ) -> None:
         self.config = config
@@ -368,10 +368,14 @@ class Scheduler:
         if prompt_tokens is None:
             prompt_tokens = task.prompt_tokens if task.streamed else 0
         self.finished.append((now, prompt_tokens + tokens, outcome != "error"))
+        key = task.spec.key
         self._on_end(
-            Outcome(
+            task.spec,
+            UsageRecord(
                 task_id=task.id,
-                spec=task.spec,
+                key_id=key.key_id,
+                user_id=key.user_id,
+                model=task.model,
                 worker_id=task.worker_id or "",
                 gpu=task.gpu,
                 prompt_tokens=prompt_tokens,
@@ -383,7 +387,7 @@ class Scheduler:
                 error_code=error_code,
                 created_at=task.created_at,
                 finished_at=time.time(),
-            )
+            ),
         )
         if worker is not None:
             self._dispatch()

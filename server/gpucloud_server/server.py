@@ -34,7 +34,7 @@ from gpucloud_server.registry import WorkerState
 from gpucloud_server.scheduler import Scheduler, SchedulerConfig
 from gpucloud_server.servicers.monitor import MetricsSource, MonitorServicer
 from gpucloud_server.servicers.scheduler import SchedulerServicer
-from gpucloud_server.tasks import Outcome
+from gpucloud_server.tasks import TaskSpec
 
 log = logging.getLogger("gpucloud.core")
 
@@ -186,52 +186,37 @@ class CoreServer:
     async def _follow_workers(self) -> None:
         """SchedulerService reports SERVING only while a worker is online (for /readyz)."""
         serving = health_pb2.HealthCheckResponse.SERVING
+        last = None
         with self.scheduler.events.subscribe() as events:
             while True:
                 online = any(w.state is WorkerState.ONLINE for w in self.scheduler.registry)
                 status = serving if online else health_pb2.HealthCheckResponse.NOT_SERVING
-                if not self.scheduler.closing:
-                    await self.health.set(SERVICES[0], status)
+                if status != last and not self.scheduler.closing:
+                    await self.health.set(SERVICES[0], status)  # on change, not every beat
+                    last = status
                 await events.get()
 
-    def _account(self, outcome: Outcome) -> None:
-        key = outcome.spec.key
+    def _account(self, spec: TaskSpec, record: UsageRecord) -> None:
+        """One finished task: a log line, its usage record, its tokens against the key."""
         log.info(
             "task %s",
-            outcome.outcome,
+            record.outcome,
             extra={
-                "request_id": outcome.spec.request_id,
-                "task_id": outcome.task_id,
-                "key_id": key.key_id,
-                "model": outcome.spec.model,
-                "worker": outcome.worker_id,
-                "status": outcome.error_code or "OK",
-                "queue_ms": outcome.queue_wait_ms,
-                "ttft_ms": outcome.time_to_first_token_ms,
-                "total_ms": outcome.total_ms,
-                "tokens": outcome.prompt_tokens + outcome.completion_tokens,
+                "request_id": spec.request_id,
+                "task_id": record.task_id,
+                "key_id": record.key_id,
+                "model": record.model,
+                "worker": record.worker_id,
+                "status": record.error_code or "OK",
+                "queue_ms": record.queue_wait_ms,
+                "ttft_ms": record.time_to_first_token_ms,
+                "total_ms": record.total_ms,
+                "tokens": record.prompt_tokens + record.completion_tokens,
             },
         )
-        self.identity.usage.record(
-            UsageRecord(
-                task_id=outcome.task_id,
-                key_id=key.key_id,
-                user_id=key.user_id,
-                model=outcome.spec.model,
-                worker_id=outcome.worker_id,
-                gpu=outcome.gpu,
-                prompt_tokens=outcome.prompt_tokens,
-                completion_tokens=outcome.completion_tokens,
-                queue_wait_ms=outcome.queue_wait_ms,
-                time_to_first_token_ms=outcome.time_to_first_token_ms,
-                total_ms=outcome.total_ms,
-                outcome=outcome.outcome,
-                error_code=outcome.error_code,
-                created_at=outcome.created_at,
-                finished_at=outcome.finished_at,
-            )
-        )
-        tokens = outcome.prompt_tokens + outcome.completion_tokens
+        self.identity.usage.record(record)
+        key = spec.key
+        tokens = record.prompt_tokens + record.completion_tokens
         if key.tokens_per_minute and tokens:
             charge = asyncio.create_task(self.identity.limiter.charge_tokens(key, tokens))
             self._charges.add(charge)

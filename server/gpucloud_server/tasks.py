@@ -66,25 +66,6 @@ class Failed:
 Event = Queued | Started | Delta | Finished | Failed
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A task's end, for usage accounting: exactly one per task."""
-
-    task_id: str
-    spec: TaskSpec
-    worker_id: str
-    gpu: str
-    prompt_tokens: int
-    completion_tokens: int
-    queue_wait_ms: int
-    time_to_first_token_ms: int | None
-    total_ms: int
-    outcome: str  # "ok" | "error" | "cancelled"
-    error_code: str
-    created_at: float
-    finished_at: float
-
-
 @dataclass(eq=False, slots=True)
 class Task:
     """A task as the scheduler tracks it. Attempts fence late output of lost workers."""

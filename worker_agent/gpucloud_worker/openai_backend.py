@@ -32,7 +32,7 @@ from gpucloud_worker.backend import (
     ModelOffer,
     WorkerDescription,
 )
-from gpucloud_worker.nvml import Nvml
+from gpucloud_worker.nvml import Nvml, describe
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,9 @@ class OpenAIBackend:
         )
         if self._nvml is None:
             self._nvml = await asyncio.to_thread(Nvml.open)
+        if self._nvml.available:
+            samples = await asyncio.to_thread(self._nvml.sample)
+            log.info("GPUs at start:\n%s", describe(samples, self._nvml.specs()))
         models = await self._models()
         log.info(
             "openai backend: upstream %s serves %s",
