@@ -46,11 +46,12 @@ export function endSession(message = null) {
   write(SESSION, null);
 }
 
-/** A one-off message for the login page, cleared once read. */
-export function takeNotice() {
-  const message = sessionStorage.getItem(NOTICE);
-  sessionStorage.removeItem(NOTICE);
-  return message;
+/**
+ * Why the last session ended, for the login page. It stays until the next sign-in or sign-out:
+ * a tab that showed it and then reloaded (or a reload racing the 401) must still tell the user.
+ */
+export function sessionNotice() {
+  return sessionStorage.getItem(NOTICE);
 }
 
 export function onSessionChange(fn) {

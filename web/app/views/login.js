@@ -2,10 +2,10 @@
 import { useState } from "preact/hooks";
 import { api } from "../api.js";
 import { html } from "../html.js";
-import { saveSession, takeNotice } from "../session.js";
+import { saveSession, sessionNotice } from "../session.js";
 
 export function LoginPage() {
-  const [notice] = useState(takeNotice);
+  const [notice] = useState(sessionNotice);
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
 
