@@ -155,6 +155,7 @@ def parse_chat_request(raw: bytes) -> ChatParams:
     if (priority := integer(body, "priority", 1, 10)) is not None:
         request.priority = priority
     stream = flag(body, "stream", "stream")
+    request.collect = not stream  # a whole answer travels from the core as one message
     return ChatParams(
         request=request,
         stream=stream,

@@ -195,11 +195,12 @@ async def _read_all(
     message = first
     while message is not _EOF:
         kind = message.WhichOneof("event")
-        if kind == "delta":
-            delta = message.delta
-            while delta.index >= len(texts):
-                texts.append([])
-            texts[delta.index].append(delta.text)
+        if kind == "completed":  # the whole answer at once: what the gateway asks for
+            started, finished = message.completed.started, message.completed.finished
+            for choice in message.completed.choices:
+                _append(texts, choice)
+        elif kind == "delta":
+            _append(texts, message.delta)
         elif kind == "started":
             started = message.started
         elif kind == "finished":
@@ -208,6 +209,12 @@ async def _read_all(
     if started is None or finished is None:
         raise ApiError(502, "The inference service ended the completion without a result.")
     return started, texts, finished
+
+
+def _append(texts: list[list[str]], delta: scheduler_pb2.ContentDelta) -> None:
+    while delta.index >= len(texts):
+        texts.append([])
+    texts[delta.index].append(delta.text)
 
 
 def note_started(info: RequestInfo, started: scheduler_pb2.TaskStarted) -> None:

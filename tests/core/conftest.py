@@ -33,6 +33,7 @@ from gpucloud_worker.config import WorkerSettings
 JOIN = "test-join-token-01"
 OPS_TOKEN = "test-ops-token"
 MODEL = "test-model"
+SIM_MODEL = "meta-llama/Llama-3.1-8B-Instruct"  # one the simulated GPUs serve
 
 
 class Keys:
@@ -169,12 +170,13 @@ class Cluster:
         return w if w is not None and w.state.value != "offline" else None
 
     def chat(
-        self, key: str = "key-a", model: str = MODEL, **sampling: Any
+        self, key: str = "key-a", model: str = MODEL, *, collect: bool = False, **sampling: Any
     ) -> grpc.aio.UnaryStreamCall:
         request = scheduler_pb2.CreateChatCompletionRequest(
             model=model,
             messages=[chat_pb2.ChatMessage(role="user", content="hello")],
             sampling=chat_pb2.SamplingParams(**sampling),
+            collect=collect,
         )
         return self.stub.CreateChatCompletion(
             request, metadata=(("authorization", f"Bearer {key}"),)

@@ -6,9 +6,10 @@ import asyncio
 
 import grpc
 import pytest
-from conftest import MODEL, Cluster, ScriptedBackend, collect, text_of, until
+from conftest import MODEL, SIM_MODEL, Cluster, ScriptedBackend, collect, text_of, until
 
 from gpucloud.v1 import scheduler_pb2
+from gpucloud_worker.sim import SimBackend
 
 
 async def test_a_completion_streams_started_deltas_and_usage(cluster: Cluster) -> None:
@@ -24,6 +25,40 @@ async def test_a_completion_streams_started_deltas_and_usage(cluster: Cluster) -
     assert dict(await call.initial_metadata())["x-request-id"]
     await until(lambda: len(cluster.identity.usage.records) == 1)
     assert cluster.identity.usage.records[0].outcome == "ok"
+
+
+async def test_a_collected_completion_is_one_message_even_after_waiting(cluster: Cluster) -> None:
+    backend = ScriptedBackend(slots=1, tokens=3)
+    backend.gate = asyncio.Event()
+    await cluster.add_worker(backend, "w1")
+    first = cluster.chat()
+    await until(lambda: backend.started)
+    second = cluster.chat(collect=True)  # waits in the queue, and hears nothing of it
+    await until(lambda: len(cluster.core.scheduler.queue) == 1)
+    backend.gate.set()
+    await collect(first)
+    events = await collect(second)
+    assert [e.WhichOneof("event") for e in events] == ["completed"]
+    done = events[0].completed
+    assert done.started.worker_id == "w1" and done.started.task_id
+    assert [(c.index, c.text) for c in done.choices] == [(0, "t0 t1 t2 ")]
+    assert done.finished.usage.total_tokens == 8
+    assert dict(await second.initial_metadata())["x-request-id"]
+
+
+async def test_collect_gives_each_choice_the_text_the_stream_gives(cluster: Cluster) -> None:
+    await cluster.add_worker(SimBackend("h100", speed=0), "sim")
+    sampling = {"model": SIM_MODEL, "max_tokens": 9, "seed": 7, "n": 2}
+    streamed = await collect(cluster.chat(**sampling))
+    texts = ["".join(e.delta.text for e in streamed if e.delta.index == i) for i in (0, 1)]
+    [collected] = await collect(cluster.chat(collect=True, **sampling))
+    assert [(c.index, c.text) for c in collected.completed.choices] == [
+        (0, texts[0]),
+        (1, texts[1]),
+    ]
+    assert texts[0] != texts[1]
+    finished, expected = collected.completed.finished, streamed[-1].finished
+    assert (finished.choices, finished.usage) == (expected.choices, expected.usage)
 
 
 async def test_unknown_model_fails_fast_with_not_found(cluster: Cluster) -> None:

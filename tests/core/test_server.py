@@ -6,14 +6,12 @@ import asyncio
 
 import grpc
 import pytest
-from conftest import OPS_TOKEN, Cluster, ScriptedBackend, collect, text_of, until
+from conftest import OPS_TOKEN, SIM_MODEL, Cluster, ScriptedBackend, collect, text_of, until
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from gpucloud.v1 import monitor_pb2, monitor_pb2_grpc
 from gpucloud_worker.sim import SimBackend
-
-SIM_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 
 async def test_health_says_the_scheduler_serves_only_while_a_worker_is_online(

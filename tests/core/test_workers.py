@@ -140,12 +140,19 @@ async def test_late_output_of_a_presumed_dead_worker_is_fenced(cluster: Cluster)
     back.outbox.put_nowait(None)
 
 
-async def test_a_client_hangup_cancels_the_task_on_the_worker_within_2s(cluster: Cluster) -> None:
+@pytest.mark.parametrize("whole", [False, True], ids=["streamed", "collected"])
+async def test_a_client_hangup_cancels_the_task_on_the_worker_within_2s(
+    cluster: Cluster, whole: bool
+) -> None:
     backend = ScriptedBackend(tokens=1000, interval=0.01)
     await cluster.add_worker(backend, "w1")
-    call = cluster.chat()
-    while (await call.read()).WhichOneof("event") != "delta":
-        pass
+    call = cluster.chat(collect=whole)
+    if whole:  # the caller hears nothing until the end: hang up a few tokens in
+        await until(lambda: backend.started)
+        await asyncio.sleep(0.1)
+    else:
+        while (await call.read()).WhichOneof("event") != "delta":
+            pass
     loop = asyncio.get_running_loop()
     hung_up = loop.time()
     call.cancel()
@@ -261,10 +268,13 @@ class TooLong(ScriptedBackend):
         yield  # an async generator that never yields
 
 
-async def test_a_worker_error_keeps_its_openai_code_and_param(cluster: Cluster) -> None:
+@pytest.mark.parametrize("whole", [False, True], ids=["streamed", "collected"])
+async def test_a_worker_error_keeps_its_openai_code_and_param(
+    cluster: Cluster, whole: bool
+) -> None:
     await cluster.add_worker(TooLong(), "w1")
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await collect(cluster.chat())
+        await collect(cluster.chat(collect=whole))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     trailing = dict(err.value.trailing_metadata() or ())
     assert trailing["x-error-code"] == "context_length_exceeded"

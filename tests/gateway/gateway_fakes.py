@@ -80,6 +80,8 @@ def _finished(n: int, completion_tokens: int) -> Event:
 class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
     def __init__(self, seen: Seen) -> None:
         self.seen = seen
+        # A core from before `collect`: it streams events to every caller.
+        self.ignores_collect = False
 
     async def _auth(self, context: grpc.aio.ServicerContext) -> None:
         md = _metadata(context)
@@ -114,8 +116,11 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
                 (("retry-after-ms", "1500"), *RATE_HEADERS),
             )
         await self._auth(context)
+        events = self._script(request, context)
+        if request.collect and not self.ignores_collect:
+            events = _collected(events)
         try:
-            async for event in self._script(request, context):
+            async for event in events:
                 yield event
         except asyncio.CancelledError:
             self.seen.cancelled.set()
@@ -166,6 +171,24 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
                 await asyncio.sleep(0.05)
                 yield Event(delta=scheduler_pb2.ContentDelta(index=0, text="."))
         yield _finished(n, len(REPLY) * n)
+
+
+async def _collected(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """The whole answer in one `completed` event, as the core sends it when asked to collect."""
+    done = scheduler_pb2.CompletedChatCompletion()
+    texts: dict[int, str] = {}
+    async for event in events:
+        kind = event.WhichOneof("event")
+        if kind == "started":
+            done.started.CopyFrom(event.started)
+        elif kind == "delta":
+            texts[event.delta.index] = texts.get(event.delta.index, "") + event.delta.text
+        elif kind == "finished":
+            done.finished.CopyFrom(event.finished)
+            done.choices.extend(
+                scheduler_pb2.ContentDelta(index=i, text=t) for i, t in sorted(texts.items())
+            )
+            yield Event(completed=done)
 
 
 def _ts(seconds: int) -> Timestamp:
@@ -315,6 +338,7 @@ class FakeCore:
     server: grpc.aio.Server
     port: int
     seen: Seen
+    scheduler: FakeScheduler
     auth: FakeAuth
     health: health.aio.HealthServicer
 
@@ -328,7 +352,8 @@ async def start_fake_core() -> FakeCore:
     seen = Seen()
     auth = FakeAuth()
     health_servicer = health.aio.HealthServicer()
-    scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(FakeScheduler(seen), server)
+    scheduler = FakeScheduler(seen)
+    scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(scheduler, server)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, server)
     monitor_pb2_grpc.add_MonitorServiceServicer_to_server(FakeMonitor(), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -336,4 +361,4 @@ async def start_fake_core() -> FakeCore:
     await server.start()
     for name in ("", "gpucloud.v1.SchedulerService"):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return FakeCore(server, port, seen, auth, health_servicer)
+    return FakeCore(server, port, seen, scheduler, auth, health_servicer)

@@ -77,6 +77,26 @@ async def test_n_choices_are_assembled_per_index(client: httpx.AsyncClient) -> N
     assert [c["message"]["content"] for c in choices] == ["Hello world", "Hello world"]
 
 
+async def test_only_a_non_streaming_request_asks_the_core_for_the_whole_answer(
+    client: httpx.AsyncClient, fake_core: FakeCore
+) -> None:
+    await client.post("/v1/chat/completions", headers=AUTH, json=chat())
+    await client.post("/v1/chat/completions", headers=AUTH, json=chat(stream=True))
+    assert [r.collect for r in fake_core.seen.requests] == [True, False]
+
+
+async def test_a_core_that_streams_events_to_a_non_streaming_request_is_understood(
+    client: httpx.AsyncClient, fake_core: FakeCore
+) -> None:
+    fake_core.scheduler.ignores_collect = True  # a core from before `collect`, mid-upgrade
+    response = await client.post("/v1/chat/completions", headers=AUTH, json=chat(n=2))
+    assert response.status_code == 200
+    body = response.json()
+    assert [c["message"]["content"] for c in body["choices"]] == ["Hello world", "Hello world"]
+    assert body["usage"]["total_tokens"] == 11
+    assert response.headers["x-queue-wait-ms"] == "7"
+
+
 async def test_credentials_request_id_and_client_ip_travel_as_metadata(
     client: httpx.AsyncClient, fake_core: FakeCore
 ) -> None:

@@ -31,6 +31,7 @@ class CreateChatCompletionRequest(_message.Message):
     SAMPLING_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    COLLECT_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model id, as listed by ListModels."""
     priority: _builtins.int
@@ -39,6 +40,11 @@ class CreateChatCompletionRequest(_message.Message):
     """
     user: _builtins.str
     """End-user id, passed through for the caller's own tracking."""
+    collect: _builtins.bool
+    """Set by a caller that wants the whole answer at once (the gateway does for
+    a non-streaming request): the call then sends no queue positions and no
+    per-token events, only one `completed` event once the task has ended.
+    """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_chat_pb2.ChatMessage]:
         """The conversation, at least one message."""
@@ -55,10 +61,11 @@ class CreateChatCompletionRequest(_message.Message):
         sampling: _chat_pb2.SamplingParams | None = ...,
         priority: _builtins.int | None = ...,
         user: _builtins.str = ...,
+        collect: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "priority", b"priority", "sampling", b"sampling"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "messages", b"messages", "model", b"model", "priority", b"priority", "sampling", b"sampling", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "collect", b"collect", "messages", b"messages", "model", b"model", "priority", b"priority", "sampling", b"sampling", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
     _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
@@ -76,6 +83,7 @@ class CreateChatCompletionResponse(_message.Message):
     STARTED_FIELD_NUMBER: _builtins.int
     DELTA_FIELD_NUMBER: _builtins.int
     FINISHED_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def queued(self) -> Global___QueuePosition:
         """The task is waiting in the queue."""
@@ -92,6 +100,10 @@ class CreateChatCompletionResponse(_message.Message):
     def finished(self) -> Global___CompletionFinished:
         """The task ended; always the last event of a successful call."""
 
+    @_builtins.property
+    def completed(self) -> Global___CompletedChatCompletion:
+        """The whole answer: the only event of a successful call with `collect` set."""
+
     def __init__(
         self,
         *,
@@ -99,12 +111,13 @@ class CreateChatCompletionResponse(_message.Message):
         started: Global___TaskStarted | None = ...,
         delta: Global___ContentDelta | None = ...,
         finished: Global___CompletionFinished | None = ...,
+        completed: Global___CompletedChatCompletion | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "event", b"event", "finished", b"finished", "queued", b"queued", "started", b"started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "delta", b"delta", "event", b"event", "finished", b"finished", "queued", b"queued", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "event", b"event", "finished", b"finished", "queued", b"queued", "started", b"started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "delta", b"delta", "event", b"event", "finished", b"finished", "queued", b"queued", "started", b"started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["queued", "started", "delta", "finished"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["queued", "started", "delta", "finished", "completed"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -201,9 +214,43 @@ class ContentDelta(_message.Message):
 Global___ContentDelta: _TypeAlias = ContentDelta  # noqa: Y015
 
 @_typing.final
-class CompletionFinished(_message.Message):
+class CompletedChatCompletion(_message.Message):
     """The end of a successful completion."""
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STARTED_FIELD_NUMBER: _builtins.int
+    CHOICES_FIELD_NUMBER: _builtins.int
+    FINISHED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def started(self) -> Global___TaskStarted:
+        """The task, as TaskStarted tells it."""
+
+    @_builtins.property
+    def choices(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContentDelta]:
+        """The whole text of each choice, one entry per choice in index order."""
+
+    @_builtins.property
+    def finished(self) -> Global___CompletionFinished:
+        """How each choice ended and the usage."""
+
+    def __init__(
+        self,
+        *,
+        started: Global___TaskStarted | None = ...,
+        choices: _abc.Iterable[Global___ContentDelta] | None = ...,
+        finished: Global___CompletionFinished | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished", b"finished", "started", b"started"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "finished", b"finished", "started", b"started"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompletedChatCompletion: _TypeAlias = CompletedChatCompletion  # noqa: Y015
+
+@_typing.final
+class CompletionFinished(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHOICES_FIELD_NUMBER: _builtins.int

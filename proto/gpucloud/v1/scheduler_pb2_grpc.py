@@ -73,7 +73,8 @@ class SchedulerServiceServicer:
     def CreateChatCompletion(self, request, context):
         """Runs one chat completion. The stream sends queue positions while the task
         waits, one TaskStarted when a worker takes it, content deltas, and one
-        CompletionFinished with the usage. Cancelling the call cancels the task.
+        CompletionFinished with the usage; with `collect` set, only one
+        CompletedChatCompletion at the end. Cancelling the call cancels the task.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,7 +44,8 @@ class SchedulerServiceStub:
     CreateChatCompletion: _grpc.UnaryStreamMultiCallable[_scheduler_pb2.CreateChatCompletionRequest, _scheduler_pb2.CreateChatCompletionResponse]
     """Runs one chat completion. The stream sends queue positions while the task
     waits, one TaskStarted when a worker takes it, content deltas, and one
-    CompletionFinished with the usage. Cancelling the call cancels the task.
+    CompletionFinished with the usage; with `collect` set, only one
+    CompletedChatCompletion at the end. Cancelling the call cancels the task.
     """
     ListModels: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ListModelsRequest, _scheduler_pb2.ListModelsResponse]
     """Lists the models that online workers serve."""
@@ -69,7 +70,8 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     CreateChatCompletion: _aio.UnaryStreamMultiCallable[_scheduler_pb2.CreateChatCompletionRequest, _scheduler_pb2.CreateChatCompletionResponse]  # type: ignore[assignment]
     """Runs one chat completion. The stream sends queue positions while the task
     waits, one TaskStarted when a worker takes it, content deltas, and one
-    CompletionFinished with the usage. Cancelling the call cancels the task.
+    CompletionFinished with the usage; with `collect` set, only one
+    CompletedChatCompletion at the end. Cancelling the call cancels the task.
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ListModelsRequest, _scheduler_pb2.ListModelsResponse]  # type: ignore[assignment]
     """Lists the models that online workers serve."""
@@ -97,7 +99,8 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_scheduler_pb2.CreateChatCompletionResponse], _abc.AsyncIterator[_scheduler_pb2.CreateChatCompletionResponse]]:
         """Runs one chat completion. The stream sends queue positions while the task
         waits, one TaskStarted when a worker takes it, content deltas, and one
-        CompletionFinished with the usage. Cancelling the call cancels the task.
+        CompletionFinished with the usage; with `collect` set, only one
+        CompletedChatCompletion at the end. Cancelling the call cancels the task.
         """
 
     @_abc_1.abstractmethod

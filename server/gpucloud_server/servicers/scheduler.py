@@ -74,6 +74,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         spec = TaskSpec(request.model, priority, key, rid, (request.messages, request.sampling))
         task = self._scheduler.submit(spec)
         try:
+            if request.collect:
+                yield await _collect(task)
+                return
             async for event in self._follow(task):
                 yield event
         finally:
@@ -204,6 +207,32 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             s.drain(worker)
 
 
+async def _collect(task: Task) -> scheduler_pb2.CreateChatCompletionResponse:
+    """Waits for the end of `task` and answers with all of it in one message."""
+    started: Started | None = None
+    texts: dict[int, list[str]] = {}
+    while True:
+        event = await task.events.get()
+        if isinstance(event, Failed):
+            raise event.error
+        if isinstance(event, Started):
+            started = event
+        elif isinstance(event, Delta):
+            texts.setdefault(event.index, []).append(event.text)
+        elif isinstance(event, Finished):
+            assert started is not None, "a task finishes only after it started"
+            return scheduler_pb2.CreateChatCompletionResponse(
+                completed=scheduler_pb2.CompletedChatCompletion(
+                    started=_started(started),
+                    choices=[
+                        scheduler_pb2.ContentDelta(index=i, text="".join(parts))
+                        for i, parts in sorted(texts.items())
+                    ],
+                    finished=_finished(event),
+                )
+            )
+
+
 def _coalesce(first: Delta, task: Task) -> tuple[Delta, Event | None]:
     """Joins the deltas of one choice already waiting behind `first` into one message, so
     a caller that fell behind catches up in fewer, larger messages. Returns the first
@@ -256,28 +285,32 @@ def _response(
             delta=scheduler_pb2.ContentDelta(index=event.index, text=event.text)
         )
     if isinstance(event, Started):
-        return scheduler_pb2.CreateChatCompletionResponse(
-            started=scheduler_pb2.TaskStarted(
-                task_id=event.task_id,
-                model=event.model,
-                worker_id=event.worker_id,
-                queue_wait_ms=event.queue_wait_ms,
-                created=event.created,
-            )
-        )
+        return scheduler_pb2.CreateChatCompletionResponse(started=_started(event))
     if isinstance(event, Finished):
-        usage = chat_pb2.Usage(
-            prompt_tokens=event.prompt_tokens,
-            completion_tokens=event.completion_tokens,
-            total_tokens=event.prompt_tokens + event.completion_tokens,
-        )
-        choices = [chat_pb2.ChoiceFinish(index=i, reason=r) for i, r in event.reasons]  # type: ignore[arg-type]
-        return scheduler_pb2.CreateChatCompletionResponse(
-            finished=scheduler_pb2.CompletionFinished(
-                choices=choices, usage=usage, time_to_first_token_ms=event.time_to_first_token_ms
-            )
-        )
+        return scheduler_pb2.CreateChatCompletionResponse(finished=_finished(event))
     return _queued(event)
+
+
+def _started(event: Started) -> scheduler_pb2.TaskStarted:
+    return scheduler_pb2.TaskStarted(
+        task_id=event.task_id,
+        model=event.model,
+        worker_id=event.worker_id,
+        queue_wait_ms=event.queue_wait_ms,
+        created=event.created,
+    )
+
+
+def _finished(event: Finished) -> scheduler_pb2.CompletionFinished:
+    usage = chat_pb2.Usage(
+        prompt_tokens=event.prompt_tokens,
+        completion_tokens=event.completion_tokens,
+        total_tokens=event.prompt_tokens + event.completion_tokens,
+    )
+    choices = [chat_pb2.ChoiceFinish(index=i, reason=r) for i, r in event.reasons]  # type: ignore[arg-type]
+    return scheduler_pb2.CompletionFinished(
+        choices=choices, usage=usage, time_to_first_token_ms=event.time_to_first_token_ms
+    )
 
 
 def _to_worker(message: object) -> scheduler_pb2.WorkerSessionResponse:
