@@ -2,16 +2,24 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# `make up` needs only the product; the tests also build llama-cpp-python (minutes, once).
+PRODUCT := $(VENV)/.installed-product
 
 .PHONY: up test lint format protos bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,llama]'
-	touch $(STAMP)
 
-up: $(STAMP)
+$(PRODUCT): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install -q -c constraints.txt -e .
+	touch $(PRODUCT)
+
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,llama]'
+	touch $(STAMP) $(PRODUCT)
+
+up: $(PRODUCT)
 	$(VENV)/bin/gpucloud up
 
 test: $(STAMP)

@@ -154,9 +154,11 @@ class Cluster:
     def stub(self) -> scheduler_pb2_grpc.SchedulerServiceStub:
         return scheduler_pb2_grpc.SchedulerServiceStub(self.channel)
 
-    async def add_worker(self, backend: Any, worker_id: str, *, wait: bool = True) -> WorkerAgent:
+    async def add_worker(
+        self, backend: Any, worker_id: str, *, wait: bool = True, heartbeat_s: float = 0.2
+    ) -> WorkerAgent:
         settings = WorkerSettings(
-            self.address, JOIN, worker_id, worker_id, heartbeat_interval_s=0.2,
+            self.address, JOIN, worker_id, worker_id, heartbeat_interval_s=heartbeat_s,
             reconnect_min_s=0.05, reconnect_max_s=0.2,
         )  # fmt: skip
         agent = WorkerAgent(settings, backend)

@@ -99,12 +99,15 @@ async def test_a_full_queue_refuses_with_retry_after(cluster: Cluster) -> None:
     cluster.core.scheduler.queue.capacity = 8
     calls = [cluster.chat(key=f"key-{i}") for i in range(9)]  # 1 runs, 8 wait
     await until(lambda: len(cluster.core.scheduler.queue) == 8)
+    late = cluster.chat(key="key-late")
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await collect(cluster.chat(key="key-late"))
+        await collect(late)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     trailing = dict(err.value.trailing_metadata() or ())
     assert "retry-after-ms" in trailing
     assert trailing["x-error-code"] == "queue_full"
+    # Admitted, then refused: the answer still names the request and the key.
+    assert dict(await late.initial_metadata())["x-key-id"] == "late"
     backend.gate.set()
     for call in calls:
         assert text_of(await collect(call))

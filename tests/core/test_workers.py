@@ -120,6 +120,14 @@ async def test_missed_heartbeats_mark_a_worker_offline_and_requeue(cluster: Clus
     assert text_of(await collect(call)) == "t0 "
 
 
+async def test_a_worker_beats_as_often_as_the_core_expects(cluster: Cluster) -> None:
+    await cluster.add_worker(ScriptedBackend(), "lazy", heartbeat_s=30)  # its own setting
+    worker = cluster.worker("lazy")
+    # The core expects a beat every 0.2 s: several arrive in a second, none 30 s apart.
+    await until(lambda: worker.beats >= 4, timeout=1.5)
+    assert cluster.worker("lazy") is worker
+
+
 async def test_late_output_of_a_presumed_dead_worker_is_fenced(cluster: Cluster) -> None:
     zombie = RawWorker(cluster, "zombie")
     await until(lambda: cluster.worker("zombie"))

@@ -23,7 +23,10 @@ def _node_sdk() -> str:
     """The node binary, with the pinned SDK installed (npm ci on first use)."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.skip("node and npm are needed for the openai Node SDK test (CI installs them)")
+        reason = "node and npm are needed for the openai Node SDK test (CI installs them)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true", pytrace=False)
+        pytest.skip(reason)
     if not (NODE_DIR / "node_modules" / "openai").is_dir():
         subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=300

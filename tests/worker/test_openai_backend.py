@@ -97,8 +97,10 @@ async def test_streams_each_token_as_it_is_generated(backend: OpenAIBackend) -> 
     *chunks, _ = items
     assert all(isinstance(c, Chunk) and c.tokens == 1 and len(c.text) == 1 for c in chunks)
     assert len(chunks) == 300
-    # Relayed as they come, not gathered: the first token long before the last.
-    assert arrivals[0] < arrivals[-1] / 2
+    # Relayed as they come, not gathered: gathered tokens would all arrive within
+    # microseconds of each other; streamed ones spread over the generation. (The first
+    # token's share of the call, prefill and connection, grows on a loaded machine.)
+    assert arrivals[-1] - arrivals[0] > 0.1 * arrivals[-1]
 
 
 async def test_usage_falls_back_to_counting_without_a_usage_chunk(backend: OpenAIBackend) -> None:

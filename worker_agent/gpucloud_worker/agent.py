@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections.abc import AsyncIterator
 
@@ -59,6 +60,7 @@ class WorkerAgent:
         self._outbox: asyncio.Queue[Outgoing | None] = asyncio.Queue()
         self._description: WorkerDescription | None = None
         self._drain_timer: asyncio.TimerHandle | None = None
+        self._beat: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Connects and reconnects with backoff until drained."""
@@ -110,12 +112,13 @@ class WorkerAgent:
             self._send(Outgoing(drain=worker_pb2.DrainWorker()))
         call = stub.WorkerSession(self._writer())
         self.sessions += 1
-        beat = asyncio.create_task(self._heartbeat())
         try:
             async for message in call:
                 self._handle(message)
         finally:
-            beat.cancel()
+            if self._beat is not None:
+                self._beat.cancel()
+                self._beat = None
             self._outbox.put_nowait(None)
             call.cancel()
             # Whatever ran belongs to a session the core has written off.
@@ -167,11 +170,23 @@ class WorkerAgent:
             speed=d.speed,
         )
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self, interval_s: float) -> None:
         while True:
             health = await self.backend.health()
             self._send(Outgoing(heartbeat=_heartbeat(health, len(self.running))))
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            await asyncio.sleep(interval_s)
+
+    def _start_heartbeat(self, registered: worker_pb2.WorkerRegistered) -> None:
+        """Beats at our own interval, or at the core's when it expects beats more often."""
+        asked_s = (
+            registered.heartbeat_interval_ms / 1000
+            if registered.heartbeat_interval_ms
+            else float(registered.heartbeat_interval_seconds)
+        )
+        interval_s = min(self.settings.heartbeat_interval_s, asked_s or math.inf)
+        if self._beat is not None:
+            self._beat.cancel()
+        self._beat = asyncio.create_task(self._heartbeat(interval_s))
 
     def _handle(self, message: scheduler_pb2.WorkerSessionResponse) -> None:
         kind = message.WhichOneof("payload")
@@ -186,6 +201,7 @@ class WorkerAgent:
                 task.cancel()
         elif kind == "registered":
             log.info("registered with the core as %s", message.registered.worker_id)
+            self._start_heartbeat(message.registered)
 
     async def _run(self, assignment: worker_pb2.TaskAssignment) -> None:
         task_id, attempt = assignment.task_id, assignment.attempt

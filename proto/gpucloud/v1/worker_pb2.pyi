@@ -400,19 +400,27 @@ class WorkerRegistered(_message.Message):
 
     WORKER_ID_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Id under which the core knows the worker."""
     heartbeat_interval_seconds: _builtins.int
-    """Seconds between heartbeats the core expects."""
+    """Seconds between heartbeats the core expects, rounded up to whole seconds
+    (agents read heartbeat_interval_ms when set).
+    """
+    heartbeat_interval_ms: _builtins.int
+    """Milliseconds between heartbeats the core expects; the agent beats at
+    least this often, whatever its own setting.
+    """
     def __init__(
         self,
         *,
         worker_id: _builtins.str = ...,
         heartbeat_interval_seconds: _builtins.int = ...,
+        heartbeat_interval_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_seconds", b"heartbeat_interval_seconds", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
