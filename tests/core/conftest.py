@@ -12,14 +12,23 @@ from typing import Any
 import grpc
 import pytest
 
-from gpucloud.v1 import auth_pb2_grpc, chat_pb2, monitor_pb2, scheduler_pb2, scheduler_pb2_grpc
+from gpucloud.v1 import (
+    auth_pb2_grpc,
+    chat_pb2,
+    monitor_pb2,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+    worker_pb2,
+)
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.errors import Unauthenticated
 from gpucloud_server.principal import KeyPrincipal, LimitDecision, UsageRecord, UserPrincipal
 from gpucloud_server.server import CoreServer
 from gpucloud_worker.agent import WorkerAgent
 from gpucloud_worker.backend import (
+    BackendError,
     Chunk,
+    ErrorKind,
     Finish,
     FinishReason,
     GenerationRequest,
@@ -139,10 +148,18 @@ class ScriptedBackend:
         return None
 
 
+class Refuses(ScriptedBackend):
+    """A backend that refuses every task as an invalid request."""
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk | Finish, None]:
+        raise BackendError(ErrorKind.INVALID_REQUEST, "This prompt is too long.")
+        yield  # an async generator that never yields
+
+
 @dataclass
 class Cluster:
     core: CoreServer
-    identity: TestIdentity
+    identity: Any  # TestIdentity, or the real Identity
     channel: grpc.aio.Channel
     agents: list[tuple[WorkerAgent, asyncio.Task[None]]] = field(default_factory=list)
 
@@ -185,6 +202,58 @@ class Cluster:
         )
 
 
+class RawWorker:
+    """A hand-driven worker session, to misbehave in ways the real agent never does."""
+
+    def __init__(
+        self, cluster: Cluster, worker_id: str, *, beats: bool = True, model: str = MODEL
+    ) -> None:
+        self.beats = beats  # heartbeat every 0.1 s unless told to stay silent
+        self.outbox: asyncio.Queue[scheduler_pb2.WorkerSessionRequest | None] = asyncio.Queue()
+        self.outbox.put_nowait(
+            scheduler_pb2.WorkerSessionRequest(
+                register=worker_pb2.RegisterWorker(
+                    join_token=JOIN, worker_id=worker_id, name=worker_id, backend="raw",
+                    models=[worker_pb2.WorkerModel(id=model)], slots=1, speed=1000,
+                )
+            )
+        )  # fmt: skip
+        self.call = cluster.stub.WorkerSession(self._requests())
+
+    async def _requests(self):  # type: ignore[no-untyped-def]
+        beat = scheduler_pb2.WorkerSessionRequest(heartbeat=worker_pb2.Heartbeat(healthy=True))
+        while True:
+            try:
+                message = await asyncio.wait_for(self.outbox.get(), 0.1)
+            except TimeoutError:
+                if self.beats:
+                    yield beat
+                continue
+            if message is None:
+                return
+            yield message
+
+    async def next_assignment(self) -> worker_pb2.TaskAssignment:
+        while True:
+            message = await self.call.read()
+            if message.WhichOneof("payload") == "assign":
+                return message.assign
+
+    def send_chunk(self, a: worker_pb2.TaskAssignment, text: str) -> None:
+        self.outbox.put_nowait(scheduler_pb2.WorkerSessionRequest(
+            chunk=worker_pb2.TaskChunk(task_id=a.task_id, attempt=a.attempt, text=text, tokens=1)
+        ))  # fmt: skip
+
+    def send_done(self, a: worker_pb2.TaskAssignment) -> None:
+        self.outbox.put_nowait(scheduler_pb2.WorkerSessionRequest(
+            done=worker_pb2.TaskDone(
+                task_id=a.task_id, attempt=a.attempt,
+                choices=[chat_pb2.ChoiceFinish(index=0, reason=chat_pb2.FINISH_REASON_STOP)],
+                usage=chat_pb2.Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2),
+            )
+        ))  # fmt: skip
+
+
 async def until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
     """Waits for a condition the test cannot await directly (state in another task)."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -223,11 +292,15 @@ def core_settings(tmp_path: Path) -> CoreSettings:
 
 @pytest.fixture
 async def cluster(core_settings: CoreSettings) -> AsyncIterator[Cluster]:
-    identity = TestIdentity()
-    core = CoreServer(core_settings, identity)
+    async with running_cluster(CoreServer(core_settings, TestIdentity())) as c:
+        yield c
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(core: CoreServer) -> AsyncIterator[Cluster]:
     await core.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{core.port}")
-    c = Cluster(core, identity, channel)
+    c = Cluster(core, core.identity, channel)
     try:
         yield c
     finally:

@@ -6,7 +6,16 @@ import asyncio
 
 import grpc
 import pytest
-from conftest import OPS_TOKEN, SIM_MODEL, Cluster, ScriptedBackend, collect, text_of, until
+from conftest import (
+    OPS_TOKEN,
+    SIM_MODEL,
+    Cluster,
+    Refuses,
+    ScriptedBackend,
+    collect,
+    text_of,
+    until,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -67,6 +76,11 @@ async def test_shutdown_finishes_running_tasks_and_refuses_new_ones(cluster: Clu
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await collect(cluster.chat())
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    # Load balancers and the gateway's /readyz hear it too, while the running task finishes.
+    health = health_pb2_grpc.HealthStub(cluster.channel)
+    for service in ("", "gpucloud.v1.SchedulerService"):
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
     assert text_of(await collect(running)) == "t0 t1 t2 "
     await stopping
     await until(lambda: cluster.identity.usage.records)
@@ -97,3 +111,54 @@ async def test_the_ops_token_reads_the_cluster_and_nothing_else_gets_in(cluster:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await monitor.GetQueue(monitor_pb2.GetQueueRequest(), metadata=metadata)
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+OPS = (("authorization", f"Bearer {OPS_TOKEN}"),)
+
+
+async def test_the_queue_report_counts_waiting_tasks_by_priority(cluster: Cluster) -> None:
+    backend = ScriptedBackend(slots=1, tokens=1)
+    backend.gate = asyncio.Event()
+    await cluster.add_worker(backend, "w1")
+    calls = [cluster.chat(key="key-a-p3")]
+    await until(lambda: backend.started)
+    calls += [cluster.chat(key="key-b-p7"), cluster.chat(key="key-c-p7"), cluster.chat("key-d-p3")]
+    await until(lambda: len(cluster.core.scheduler.queue) == 3)
+    await asyncio.sleep(0.05)
+    monitor = monitor_pb2_grpc.MonitorServiceStub(cluster.channel)
+    queue = await monitor.GetQueue(monitor_pb2.GetQueueRequest(), metadata=OPS)
+    assert (queue.depth, queue.running, queue.capacity) == (3, 1, 100)
+    assert [(p.priority, p.depth) for p in queue.by_priority] == [(7, 2), (3, 1)]
+    assert queue.oldest_wait_ms >= 50
+    backend.gate.set()
+    for call in calls:
+        await collect(call)
+    queue = await monitor.GetQueue(monitor_pb2.GetQueueRequest(), metadata=OPS)
+    assert (queue.depth, queue.running) == (0, 0)
+    assert len(queue.recent_waits_ms) == 4 and max(queue.recent_waits_ms) >= 50
+
+
+async def test_watch_streams_workers_task_errors_and_stats(cluster: Cluster) -> None:
+    await cluster.add_worker(ScriptedBackend(), "w1")
+    monitor = monitor_pb2_grpc.MonitorServiceStub(cluster.channel)
+    watch = monitor.Watch(monitor_pb2.WatchRequest(), metadata=OPS)
+    seen: dict[str, monitor_pb2.WatchResponse] = {}
+
+    async def until_seen(kind: str) -> monitor_pb2.WatchResponse:
+        while kind not in seen:
+            event = await watch.read()
+            seen.setdefault(event.WhichOneof("event"), event)
+        return seen[kind]
+
+    first = await asyncio.wait_for(until_seen("worker"), 5)
+    assert first.worker.worker_id == "w1"
+    with pytest.raises(grpc.aio.AioRpcError):
+        await collect(cluster.chat(model="not-served"))  # refused at once: not a task error
+    await cluster.add_worker(Refuses(models=("refused",)), "w2")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await collect(cluster.chat(model="refused"))
+    error = await asyncio.wait_for(until_seen("task_error"), 5)
+    assert error.task_error.model == "refused"
+    stats = await asyncio.wait_for(until_seen("stats"), 5)
+    assert stats.stats.workers_online >= 1
+    watch.cancel()

@@ -10,63 +10,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import JOIN, MODEL, Cluster, ScriptedBackend, collect, text_of, until
+from conftest import MODEL, Cluster, RawWorker, ScriptedBackend, collect, text_of, until
 
-from gpucloud.v1 import chat_pb2, scheduler_pb2, worker_pb2
+from gpucloud.v1 import scheduler_pb2, worker_pb2
 from gpucloud_server.server import CoreServer
 from gpucloud_worker.backend import BackendError, ErrorKind, Health
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class RawWorker:
-    """A hand-driven worker session, to misbehave in ways the real agent never does."""
-
-    def __init__(self, cluster: Cluster, worker_id: str, *, beats: bool = True) -> None:
-        self.beats = beats  # heartbeat every 0.1 s unless told to stay silent
-        self.outbox: asyncio.Queue[scheduler_pb2.WorkerSessionRequest | None] = asyncio.Queue()
-        self.outbox.put_nowait(
-            scheduler_pb2.WorkerSessionRequest(
-                register=worker_pb2.RegisterWorker(
-                    join_token=JOIN, worker_id=worker_id, name=worker_id, backend="raw",
-                    models=[worker_pb2.WorkerModel(id=MODEL)], slots=1, speed=1000,
-                )
-            )
-        )  # fmt: skip
-        self.call = cluster.stub.WorkerSession(self._requests())
-
-    async def _requests(self):  # type: ignore[no-untyped-def]
-        beat = scheduler_pb2.WorkerSessionRequest(heartbeat=worker_pb2.Heartbeat(healthy=True))
-        while True:
-            try:
-                message = await asyncio.wait_for(self.outbox.get(), 0.1)
-            except TimeoutError:
-                if self.beats:
-                    yield beat
-                continue
-            if message is None:
-                return
-            yield message
-
-    async def next_assignment(self) -> worker_pb2.TaskAssignment:
-        while True:
-            message = await self.call.read()
-            if message.WhichOneof("payload") == "assign":
-                return message.assign
-
-    def send_chunk(self, a: worker_pb2.TaskAssignment, text: str) -> None:
-        self.outbox.put_nowait(scheduler_pb2.WorkerSessionRequest(
-            chunk=worker_pb2.TaskChunk(task_id=a.task_id, attempt=a.attempt, text=text, tokens=1)
-        ))  # fmt: skip
-
-    def send_done(self, a: worker_pb2.TaskAssignment) -> None:
-        self.outbox.put_nowait(scheduler_pb2.WorkerSessionRequest(
-            done=worker_pb2.TaskDone(
-                task_id=a.task_id, attempt=a.attempt,
-                choices=[chat_pb2.ChoiceFinish(index=0, reason=chat_pb2.FINISH_REASON_STOP)],
-                usage=chat_pb2.Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2),
-            )
-        ))  # fmt: skip
 
 
 async def test_a_wrong_join_token_is_refused(cluster: Cluster) -> None:
