@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from gpucloud_server.seams import ChannelFactory, TaskChannel
+
 if TYPE_CHECKING:
     from gpucloud_server.tasks import Task
 
@@ -56,7 +58,7 @@ class Worker:
 
     info: WorkerInfo
     session: int
-    outbox: asyncio.Queue[object | None] = field(default_factory=asyncio.Queue)
+    outbox: TaskChannel[object | None] = field(default_factory=asyncio.Queue)
     state: WorkerState = WorkerState.ONLINE
     active: dict[str, Task] = field(default_factory=dict)
     readings: tuple[GpuReading, ...] = ()
@@ -86,8 +88,11 @@ class Worker:
 class Registry:
     """Connected workers and recently departed ones (kept for the dashboard)."""
 
-    def __init__(self, offline_retention_s: float = 600.0) -> None:
+    def __init__(
+        self, offline_retention_s: float = 600.0, channel: ChannelFactory = asyncio.Queue
+    ) -> None:
         self._workers: dict[str, Worker] = {}
+        self._channel = channel
         self._sessions = 0
         self._offline_retention_s = offline_retention_s
         self.model_first_seen: dict[str, tuple[float, str]] = {}  # id -> (unix time, owned by)
@@ -102,7 +107,7 @@ class Registry:
         """Registers a session; returns it and the session it replaces, if any."""
         self._sessions += 1
         previous = self._workers.get(info.worker_id)
-        worker = Worker(info, self._sessions)
+        worker = Worker(info, self._sessions, outbox=self._channel())
         self._workers[info.worker_id] = worker
         for model, owned_by in info.models:
             self.model_first_seen.setdefault(model, (time.time(), owned_by))

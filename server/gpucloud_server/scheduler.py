@@ -26,7 +26,7 @@ from gpucloud_server.hub import Hub
 from gpucloud_server.principal import UsageRecord
 from gpucloud_server.queue import FairQueue
 from gpucloud_server.registry import GpuReading, Registry, Worker, WorkerInfo, WorkerState
-from gpucloud_server.seams import TaskQueue
+from gpucloud_server.seams import ChannelFactory, TaskQueue
 from gpucloud_server.tasks import (
     Delta,
     Failed,
@@ -88,9 +88,11 @@ class Scheduler:
         config: SchedulerConfig,
         on_end: Callable[[TaskSpec, UsageRecord], None],
         queue: TaskQueue[Task] | None = None,
+        channel: ChannelFactory = asyncio.Queue,
     ) -> None:
         self.config = config
-        self.registry = Registry()
+        self.registry = Registry(channel=channel)
+        self._channel = channel
         self.queue: TaskQueue[Task] = queue or FairQueue(
             config.queue_capacity, config.ageing_step_s
         )
@@ -125,7 +127,7 @@ class Scheduler:
                 retry_after_s=1.0,
                 metadata={"x-error-code": "too_many_queued_requests"},
             )
-        task = Task(id=uuid.uuid4().hex, spec=spec)
+        task = Task(id=uuid.uuid4().hex, spec=spec, events=self._channel())
         self.idle.clear()
         self.queue.push(task)
         self._dispatch()

@@ -1,14 +1,16 @@
-"""The two seams a multi-core deployment replaces: the task queue and the task channel.
+"""The seams a multi-core deployment replaces: the task queue and the channels.
 
-The in-process implementations are `queue.FairQueue` and `asyncio.Queue`; a shared
-deployment swaps in ones backed by Redis (a sorted-set queue, pub/sub channels)
-without touching the scheduler.
+Channels carry a task's events to the caller waiting for it, and assignments and
+cancellations to a worker's session: the two signals that cross processes once the caller
+and the worker may be connected to different cores. The in-process implementations are
+`queue.FairQueue` and `asyncio.Queue`; a shared deployment passes the `Scheduler` ones
+backed by Redis (a sorted-set queue, pub/sub channels) without touching its logic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
 
 from gpucloud_server.queue import Queueable
 
@@ -50,7 +52,8 @@ class TaskQueue(Protocol[T]):
 
 
 class TaskChannel(Protocol[E]):
-    """Carries one task's events from whoever runs it to whoever waits for it."""
+    """Carries messages one way: one task's events from whoever runs it to whoever waits
+    for it, or the core's messages to one worker session."""
 
     def put_nowait(self, item: E) -> None:
         """Publishes an event; never blocks the scheduler."""
@@ -63,3 +66,7 @@ class TaskChannel(Protocol[E]):
 
     def empty(self) -> bool:
         """True when no event is waiting."""
+
+
+# Makes a new channel: for each task, and for each worker session.
+ChannelFactory = Callable[[], TaskChannel[Any]]
