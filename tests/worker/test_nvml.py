@@ -56,13 +56,15 @@ def test_driver_without_devices_reports_no_gpu(monkeypatch: pytest.MonkeyPatch) 
     assert shutdowns == [True]
 
 
-def _fake_h100(monkeypatch: pytest.MonkeyPatch, *, temperature_supported: bool) -> None:
-    """NVML answering as one H100 SXM would (figures from an H100's `nvidia-smi -q`)."""
+def _fake_h100(
+    monkeypatch: pytest.MonkeyPatch, *, temperature_supported: bool, count: int = 1
+) -> None:
+    """NVML answering as `count` H100 SXMs would (figures from an H100's `nvidia-smi -q`)."""
     memory = SimpleNamespace(total=80 * GIB, used=12 * GIB, free=68 * GIB)
     functions: dict[str, Any] = {
         "nvmlInit": lambda: None,
         "nvmlShutdown": lambda: None,
-        "nvmlDeviceGetCount": lambda: 1,
+        "nvmlDeviceGetCount": lambda: count,
         "nvmlDeviceGetHandleByIndex": lambda index: f"handle-{index}",
         "nvmlDeviceGetName": lambda handle: "NVIDIA H100 80GB HBM3",
         "nvmlDeviceGetMemoryInfo": lambda handle: memory,
@@ -109,6 +111,48 @@ def test_unsupported_readings_are_none_not_invented(monkeypatch: pytest.MonkeyPa
     (sample,) = Nvml.open().sample()
     assert sample.temperature_celsius is None
     assert sample.power_watts == 412.345
+
+
+def test_unsupported_utilisation_keeps_the_rest_of_the_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MIG instances answer NotSupported for utilisation; memory and power still count."""
+    _fake_h100(monkeypatch, temperature_supported=True)
+    unsupported = _raise(pynvml.NVMLError_NotSupported)
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetUtilizationRates", unsupported)
+    (sample,) = Nvml.open().sample()
+    assert (sample.utilization_percent, sample.memory_used_bytes) == (0.0, 12 * GIB)
+    assert sample.power_watts == 412.345
+
+
+def test_a_gpu_that_cannot_describe_itself_at_start_is_left_out(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _fake_h100(monkeypatch, temperature_supported=True, count=2)
+
+    def name(handle: str) -> str:
+        if handle == "handle-0":
+            raise pynvml.NVMLError_GpuIsLost()
+        return "NVIDIA H100 80GB HBM3"
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetName", name)
+    with caplog.at_level(logging.WARNING, logger="gpucloud_worker.nvml"):
+        nvml = Nvml.open()
+    assert [spec.name for spec in nvml.specs()] == ["NVIDIA H100 80GB HBM3"]
+    # Numbered among the GPUs reported, so a sample's index points at its spec.
+    assert [sample.index for sample in nvml.sample()] == [0]
+    assert "GPU 0 did not describe itself" in caplog.text
+    nvml.close()
+
+
+def test_no_gpu_describing_itself_at_start_reports_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    shutdowns: list[bool] = []
+    _fake_h100(monkeypatch, temperature_supported=True)
+    monkeypatch.setattr(pynvml, "nvmlShutdown", lambda: shutdowns.append(True))
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetMemoryInfo", _raise(pynvml.NVMLError_Unknown))
+    nvml = Nvml.open()
+    assert (nvml.available, nvml.specs(), nvml.sample()) == (False, (), ())
+    assert shutdowns == [True]
 
 
 def test_a_gpu_that_stops_answering_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:

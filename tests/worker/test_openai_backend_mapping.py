@@ -6,13 +6,11 @@ usage chunks, n > 1, 5xx, 401, in-stream errors and timeouts.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 import pytest
+from fake_upstream import FakeUpstream, delta, drop, hang, sse, status
 
 from gpucloud_worker.backend import (
     BackendError,
@@ -26,93 +24,6 @@ from gpucloud_worker.backend import (
 )
 from gpucloud_worker.nvml import Nvml
 from gpucloud_worker.openai_backend import OpenAIBackend, estimate_prompt_tokens
-
-Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]
-
-
-def sse(*events: dict[str, Any] | str, done: bool = True) -> Reply:
-    async def reply(writer: asyncio.StreamWriter) -> None:
-        writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
-        )
-        for event in events:
-            data = event if isinstance(event, str) else orjson.dumps(event).decode()
-            writer.write(f"data: {data}\n\n".encode())
-            await writer.drain()
-        if done:
-            writer.write(b"data: [DONE]\n\n")
-
-    return reply
-
-
-def status(code: int, body: dict[str, Any]) -> Reply:
-    async def reply(writer: asyncio.StreamWriter) -> None:
-        payload = orjson.dumps(body)
-        writer.write(
-            f"HTTP/1.1 {code} X\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n".encode()
-            + payload
-        )
-
-    return reply
-
-
-async def drop(writer: asyncio.StreamWriter) -> None:
-    """The upstream dies after reading the request."""
-
-
-async def hang(writer: asyncio.StreamWriter) -> None:
-    """The upstream accepts the request and never answers (until the test ends)."""
-    await asyncio.sleep(30)
-
-
-def delta(text: str, index: int = 0, finish: str | None = None) -> dict[str, Any]:
-    choice = {"index": index, "delta": {"content": text}, "finish_reason": finish}
-    return {"object": "chat.completion.chunk", "choices": [choice]}
-
-
-class FakeUpstream:
-    """A minimal HTTP/1.1 server playing an OpenAI-compatible upstream from a script."""
-
-    def __init__(self) -> None:
-        self.chat: Reply = sse(delta("hi", finish="stop"))
-        self.models: Reply = status(200, {"object": "list", "data": [{"id": "m", "owned_by": "o"}]})
-        self.requests: list[tuple[str, dict[str, str], Any]] = []
-        self.port = 0
-        self.handlers: set[asyncio.Task[Any]] = set()
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handler = asyncio.current_task()
-        assert handler is not None
-        self.handlers.add(handler)
-        try:
-            await self._answer(reader, writer)
-        finally:
-            writer.close()
-            self.handlers.discard(handler)
-
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
-        path = head[0].split()[1]
-        headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
-        body = await reader.readexactly(int(headers.get("content-length", 0)))
-        self.requests.append((path, headers, orjson.loads(body) if body else None))
-        with contextlib.suppress(ConnectionError):
-            await (self.models if path.endswith("/models") else self.chat)(writer)
-            await writer.drain()
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    fake = FakeUpstream()
-    server = await asyncio.start_server(fake.serve, "127.0.0.1", 0)
-    fake.port = server.sockets[0].getsockname()[1]
-    yield fake
-    server.close()
-    for handler in list(fake.handlers):
-        handler.cancel()
-    await asyncio.gather(*fake.handlers, return_exceptions=True)
-    await server.wait_closed()
 
 
 @pytest.fixture
@@ -181,10 +92,22 @@ async def test_upstream_usage_chunk_wins_over_counting(
                         delta("Hel"), delta("lo", finish="length"), usage)  # fmt: skip
     items = await run(backend, task())
     assert items == [
-        Chunk(0, "Hel", 1),
+        Chunk(0, "Hel", 1, prompt_tokens=estimate_prompt_tokens(task().messages)),
         Chunk(0, "lo", 1),
         Finish((FinishReason.LENGTH,), prompt_tokens=11, completion_tokens=5),
     ]
+
+
+async def test_a_cancelled_task_is_billed_its_prompt_by_its_first_chunk(
+    backend: OpenAIBackend, upstream: FakeUpstream
+) -> None:
+    """The core bills a task that never finishes from its chunks: the first carries the prompt."""
+    upstream.chat = sse(delta("a"), delta("b"), delta("c", finish="stop"))
+    stream = backend.generate(task())
+    first, second = await anext(stream), await anext(stream)
+    await stream.aclose()  # how the agent cancels a task
+    assert first == Chunk(0, "a", 1, prompt_tokens=estimate_prompt_tokens(task().messages))
+    assert second == Chunk(0, "b", 1, prompt_tokens=0)
 
 
 async def test_without_usage_tokens_are_counted_and_the_prompt_estimated(
@@ -201,7 +124,7 @@ async def test_n_choices_keep_their_indexes(backend: OpenAIBackend, upstream: Fa
     items = await run(backend, task(n=2))
     assert upstream.requests[-1][2]["n"] == 2
     assert items == [
-        Chunk(0, "x", 1),
+        Chunk(0, "x", 1, prompt_tokens=estimate_prompt_tokens(task().messages)),
         Chunk(1, "y", 1),
         Finish(
             (FinishReason.STOP, FinishReason.LENGTH), estimate_prompt_tokens(task().messages), 2

@@ -43,11 +43,10 @@ HELLO: Any = [{"role": "user", "content": "Say hello."}]
 class Cloud:
     http: str
     grpc: str
-    api_key: str
     admin: Client
-
-    def sdk(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.http}/v1", api_key=self.api_key, max_retries=0)
+    # One client for the module, closed with it: a client left to the garbage
+    # collector leaves its pooled connections open (a ResourceWarning at exit).
+    sdk: openai.OpenAI
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -99,7 +98,9 @@ def cloud(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             admin.login("admin@gpucloud.local", "admin123")
             admin.create_key("e2e")
             assert admin.api_key is not None
-            yield Cloud(base, f"127.0.0.1:{grpc}", admin.api_key, admin)
+            sdk = openai.OpenAI(base_url=f"{base}/v1", api_key=admin.api_key, max_retries=0)
+            with sdk:
+                yield Cloud(base, f"127.0.0.1:{grpc}", admin, sdk)
     finally:
         _stop(proc)
 
@@ -114,8 +115,8 @@ def worker(cloud: Cloud, upstream: LlamaServer, log: Path) -> Iterator[subproces
     ]  # fmt: skip
     proc = _spawn(command, log)
     try:
-        sdk = cloud.sdk()
-        _wait_until(lambda: upstream.alias in {m.id for m in sdk.models.list()}, "worker online")
+        models = cloud.sdk.models
+        _wait_until(lambda: upstream.alias in {m.id for m in models.list()}, "worker online")
         yield proc
     finally:
         _stop(proc)
@@ -134,7 +135,7 @@ def served(cloud: Cloud, llama: LlamaServer, tiny_model: Path) -> Iterator[Cloud
 
 
 def test_streaming_through_every_hop_with_usage(served: Cloud) -> None:
-    stream = served.sdk().chat.completions.create(
+    stream = served.sdk.chat.completions.create(
         model=MODEL_ALIAS, messages=HELLO, max_tokens=20, stream=True,
         stream_options={"include_usage": True},
     )  # fmt: skip
@@ -148,9 +149,7 @@ def test_streaming_through_every_hop_with_usage(served: Cloud) -> None:
 
 
 def test_non_streaming_completion(served: Cloud) -> None:
-    completion = served.sdk().chat.completions.create(
-        model=MODEL_ALIAS, messages=HELLO, max_tokens=8
-    )
+    completion = served.sdk.chat.completions.create(model=MODEL_ALIAS, messages=HELLO, max_tokens=8)
     assert completion.model == MODEL_ALIAS
     assert len(completion.choices[0].message.content or "") == 8
     assert completion.usage is not None
@@ -159,7 +158,7 @@ def test_non_streaming_completion(served: Cloud) -> None:
 
 def test_client_disconnect_reaches_the_upstream(served: Cloud, llama: LlamaServer) -> None:
     before = llama.log().count("disconnected")
-    stream = served.sdk().chat.completions.create(
+    stream = served.sdk.chat.completions.create(
         model=MODEL_ALIAS, messages=HELLO, max_tokens=1500, stream=True
     )
     for chunk in stream:
@@ -186,7 +185,7 @@ def test_upstream_dying_mid_stream_ends_the_stream_and_the_worker_recovers(
         worker(cloud, upstream, tmp_path / "worker.log"),
     ):
         name = f"llama-{upstream.port}"
-        sdk = cloud.sdk()
+        sdk = cloud.sdk
         stream = sdk.chat.completions.create(
             model=doomed, messages=HELLO, max_tokens=1500, stream=True
         )

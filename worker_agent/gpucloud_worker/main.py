@@ -15,6 +15,8 @@ from gpucloud_worker.agent import WorkerAgent
 from gpucloud_worker.backend import Backend
 from gpucloud_worker.config import WorkerSettings
 
+DISCOVER = "discover"
+
 
 def parser() -> argparse.ArgumentParser:
     env = os.environ
@@ -47,13 +49,26 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--upstream-key", default=env.get("GPUCLOUD_UPSTREAM_KEY"))
     up.add_argument("--slots", type=int, default=8, help="concurrent requests to the upstream")
     p.add_argument(
-        "--models", help="comma-separated model ids (default: sim: what fits; openai: discover)"
+        "--models",
+        type=model_ids,
+        help=f"comma-separated model ids, or {DISCOVER!r} (the default): "
+        "sim: what fits; openai: what the upstream lists at /models",
     )
     return p
 
 
+def model_ids(value: str) -> tuple[str, ...] | None:
+    """`--models`: the ids to offer, or None for the backend's own choice (`discover`)."""
+    if value.strip() == DISCOVER:
+        return None
+    ids = tuple(m.strip() for m in value.split(",") if m.strip())
+    if not ids:
+        raise argparse.ArgumentTypeError(f"no model id in {value!r}")
+    return ids
+
+
 def build_backend(args: argparse.Namespace) -> Backend:
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    models: tuple[str, ...] | None = args.models
     if args.backend == "openai":
         from gpucloud_worker.openai_backend import OpenAIBackend
 

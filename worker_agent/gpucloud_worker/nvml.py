@@ -35,6 +35,7 @@ class Nvml:
     def __init__(self, pynvml: ModuleType | None, handles: tuple[Any, ...]) -> None:
         self._pynvml = pynvml
         self._handles = handles
+        self._specs: tuple[GpuSpec, ...] = ()
 
     @classmethod
     def open(cls) -> Nvml:
@@ -60,7 +61,12 @@ class Nvml:
             pynvml.nvmlShutdown()
             return cls(None, ())
         session = cls(pynvml, handles)
-        log.info("NVML: %d GPU(s): %s", len(handles), ", ".join(s.name for s in session.specs()))
+        if not session._read_specs():
+            log.warning("no GPU: no device told NVML what it is; reporting no GPUs")
+            session.close()
+            return cls(None, ())
+        specs = session.specs()
+        log.info("NVML: %d GPU(s): %s", len(specs), ", ".join(spec.name for spec in specs))
         return session
 
     @property
@@ -68,10 +74,8 @@ class Nvml:
         return self._pynvml is not None
 
     def specs(self) -> tuple[GpuSpec, ...]:
-        """Name, memory and (derived) memory bandwidth of each GPU."""
-        if self._pynvml is None:
-            return ()
-        return tuple(self._spec(handle) for handle in self._handles)
+        """Name, memory and (derived) memory bandwidth of each GPU, as read at open."""
+        return self._specs
 
     def sample(self) -> tuple[GpuSample, ...]:
         """What each GPU is doing now; a GPU that fails to answer is left out and logged."""
@@ -87,8 +91,29 @@ class Nvml:
 
     def close(self) -> None:
         if self._pynvml is not None:
-            pynvml, self._pynvml, self._handles = self._pynvml, None, ()
+            pynvml, self._pynvml, self._handles, self._specs = self._pynvml, None, (), ()
             pynvml.nvmlShutdown()
+
+    def _read_specs(self) -> bool:
+        """Reads each GPU's spec once; whether any GPU answered.
+
+        A GPU that cannot say what it is (lost, in a bad state) is left out so that
+        the others are still reported; the ones kept are numbered from 0 so that
+        sample indexes keep pointing into specs.
+        """
+        nv = self._pynvml
+        assert nv is not None
+        kept: list[tuple[Any, GpuSpec]] = []
+        for index, handle in enumerate(self._handles):
+            try:
+                kept.append((handle, self._spec(handle)))
+            except nv.NVMLError as error:
+                log.warning(
+                    "NVML: GPU %d did not describe itself (%s); leaving it out", index, error
+                )
+        self._handles = tuple(handle for handle, _ in kept)
+        self._specs = tuple(spec for _, spec in kept)
+        return bool(kept)
 
     def _spec(self, handle: Any) -> GpuSpec:
         nv = self._pynvml
@@ -120,21 +145,23 @@ class Nvml:
         nv = self._pynvml
         assert nv is not None
         memory = nv.nvmlDeviceGetMemoryInfo(handle)
-        utilization = nv.nvmlDeviceGetUtilizationRates(handle)
+        # MIG instances and some boards do not report utilisation; GpuSample has no
+        # "unknown" for it, and 0 keeps the sample's other readings.
+        utilization = self._optional(lambda: nv.nvmlDeviceGetUtilizationRates(handle))
         temperature = self._optional(
             lambda: nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU)
         )
         milliwatts = self._optional(lambda: nv.nvmlDeviceGetPowerUsage(handle))
         return GpuSample(
             index=index,
-            utilization_percent=float(utilization.gpu),
+            utilization_percent=0.0 if utilization is None else float(utilization.gpu),
             memory_used_bytes=int(memory.used),
             temperature_celsius=None if temperature is None else float(temperature),
             power_watts=None if milliwatts is None else int(milliwatts) / 1000,
         )
 
     def _optional(self, read: Callable[[], T]) -> T | None:
-        """A reading some GPUs do not support (temperature, power on some boards)."""
+        """A reading some GPUs do not support (utilisation under MIG, temperature, power)."""
         assert self._pynvml is not None
         try:
             return read()

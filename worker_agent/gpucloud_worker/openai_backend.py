@@ -5,7 +5,8 @@ Any server that speaks `/v1/models` and streaming `/v1/chat/completions` works
 relayed as one Chunk worth 1 token (servers stream one token per delta; a server
 that batches several per delta is under-counted there). The Finish carries the
 upstream's own usage when it sends a usage chunk (`stream_options.include_usage`),
-else the counted deltas and a prompt estimate (see `estimate_prompt_tokens`).
+else the counted deltas and a prompt estimate (see `estimate_prompt_tokens`), which
+the first chunk carries too, for tasks that end before their Finish.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class OpenAIBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk | Finish, None]:
         client = self._require_client()
-        stream = _Stream(request.n)
+        stream = _Stream(request.n, estimate_prompt_tokens(request.messages))
         self._streams += 1
         try:
             # Leaving this block by aclose() or cancellation closes the response
@@ -128,7 +129,7 @@ class OpenAIBackend:
             raise stream.failure(_describe(error)) from error
         finally:
             self._streams -= 1
-        yield stream.finish(request)
+        yield stream.finish()
 
     async def health(self) -> Health:
         nvml = self._nvml
@@ -210,8 +211,11 @@ class OpenAIBackend:
 class _Stream:
     """What one upstream stream has produced so far."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, prompt_estimate: int) -> None:
         self.n = n
+        # Carried by the first chunk, so that a task that never finishes is still
+        # billed for its prompt; the upstream's usage, if it comes, wins in the Finish.
+        self.prompt_estimate = prompt_estimate
         self.deltas = 0
         self.reasons: dict[int, FinishReason] = {}
         self.usage: tuple[int, int] | None = None
@@ -237,8 +241,9 @@ class _Stream:
             index = int(choice.get("index") or 0)
             content = (choice.get("delta") or {}).get("content")
             if content:
+                prompt = 0 if self.deltas else self.prompt_estimate
                 self.deltas += 1
-                chunks.append(Chunk(index=index, text=content, tokens=1))
+                chunks.append(Chunk(index=index, text=content, tokens=1, prompt_tokens=prompt))
             reason = choice.get("finish_reason")
             if reason:
                 self.reasons[index] = _FINISH_REASONS.get(reason, FinishReason.STOP)
@@ -250,7 +255,7 @@ class _Stream:
             return BackendError(ErrorKind.INTERNAL, f"{message} after {self.deltas} token(s)")
         return BackendError(ErrorKind.RETRYABLE, message)
 
-    def finish(self, request: GenerationRequest) -> Finish:
+    def finish(self) -> Finish:
         if not self.reasons:
             # A clean end without a finish reason is the upstream failing this very
             # request (llama-cpp-python does so on context overflow): no retry.
@@ -262,7 +267,7 @@ class _Stream:
         if self.usage is not None:
             prompt, completion = self.usage
         else:
-            prompt, completion = estimate_prompt_tokens(request.messages), self.deltas
+            prompt, completion = self.prompt_estimate, self.deltas
         return Finish(reasons=reasons, prompt_tokens=prompt, completion_tokens=completion)
 
     def _event_error(self, error: Any) -> BackendError:
