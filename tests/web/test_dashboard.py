@@ -5,20 +5,33 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import date
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 from web_stack import ADMIN_EMAIL, ADMIN_PASSWORD, Stack, screenshot, sign_in, stop
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"  # the small model every simulated GPU serves
+# Requests/s as the overview writes it: one decimal below 100, whole numbers above.
+RATE = re.compile(r"^(\d{1,3}\.\d|\d{1,3}(,\d{3})*)$")
+# How format.js writes a duration: "850 ms", "1.40 s", "12.5 s", "2 min 5 s".
+DURATION = re.compile(r"^(\d+ ms|\d+\.\d+ s|\d+ min \d+ s)$")
 
-def create_key(page: Page, name: str, rpm: str = "600") -> str:
+
+def create_key(
+    page: Page, name: str, rpm: str = "600", *, tpm: str = "", expires: str = "", models: str = ""
+) -> str:
     """Creates a key on the keys page; returns the secret from the one-time dialog."""
     page.goto("/#/keys")
     page.get_by_test_id("key-name").fill(name)
     page.get_by_test_id("key-rpm").fill(rpm)
+    for field, value in (("key-tpm", tpm), ("key-expires", expires), ("key-models", models)):
+        if value:
+            page.get_by_test_id(field).fill(value)
     page.get_by_test_id("create-key").click()
     dialog = page.get_by_test_id("secret-dialog")
     expect(dialog).to_be_visible()
@@ -30,6 +43,12 @@ def create_key(page: Page, name: str, rpm: str = "600") -> str:
 
 def key_row(page: Page, name: str) -> Locator:
     return page.locator(f'[data-testid="key-row"][data-key-name="{name}"]')
+
+
+def cell(table: Locator, row: Locator, header: str) -> Locator:
+    """The cell of `row` in the column headed `header` (by position, as a reader finds it)."""
+    headers = [text.strip() for text in table.locator("thead th").all_text_contents()]
+    return row.locator("td").nth(headers.index(header))
 
 
 def ask(page: Page, prompt: str, max_tokens: int) -> None:
@@ -93,6 +112,9 @@ def test_overview_shows_live_cluster_numbers(signed_in: Page, traffic: dict[str,
     expect(page.get_by_test_id("stat-workers-value")).to_have_text(re.compile(r"^4\s*/\s*4$"))
     expect(page.get_by_test_id("stat-gpu-value")).to_have_text(re.compile(r"^\d+%$"))
     expect(page.get_by_test_id("stat-queue-value")).to_have_text(re.compile(r"^\d+$"))
+    # Rates from the live stats: one decimal below 100 requests/s, whole tokens/s.
+    expect(page.get_by_test_id("stat-rps-value")).to_have_text(RATE)
+    expect(page.get_by_test_id("stat-tps-value")).to_have_text(re.compile(r"^\d{1,3}(,\d{3})*$"))
     expect(page.get_by_test_id("throughput-chart").locator("canvas")).to_be_visible()
     expect(page.get_by_test_id("fleet").locator("li")).to_have_count(4)
     page.wait_for_timeout(3000)  # a few more seconds of history for the screenshot's chart
@@ -104,6 +126,35 @@ def test_overview_shows_live_cluster_numbers(signed_in: Page, traffic: dict[str,
     page.get_by_test_id("menu-button").click()
     page.get_by_test_id("nav-workers").click()
     expect(page.get_by_test_id("page-workers")).to_be_visible()
+
+
+def test_a_request_the_worker_refuses_shows_in_recent_errors_live(
+    signed_in: Page, stack: Stack
+) -> None:
+    page = signed_in
+    # Stats come down the same watch as task errors: once they show, the error cannot be missed.
+    expect(page.get_by_test_id("stat-rps-value")).to_have_text(RATE)
+    secret = stack.api("POST", "/api/keys", json={"name": "error maker"})["secret"]
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Write more than you can hold."}],
+        "max_tokens": 1_000_000,  # within the API's bound, past any model's context
+    }
+    answer = httpx.post(
+        f"{stack.url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=60,
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "context_length_exceeded"
+
+    errors = page.get_by_test_id("recent-errors").locator("li")
+    refused = errors.filter(has_text="maximum context length")
+    expect(refused).to_have_count(1)
+    expect(refused).to_contain_text("INVALID_ARGUMENT")
+    expect(refused).to_contain_text(MODEL)
+    screenshot(page, "overview-errors")
 
 
 def test_worker_table_follows_a_worker_joining_and_leaving_without_reload(
@@ -121,6 +172,13 @@ def test_worker_table_follows_a_worker_joining_and_leaving_without_reload(
     expect(row.get_by_test_id("worker-gpu")).to_contain_text("H100")
     expect(row.get_by_test_id("worker-load")).to_have_text(re.compile(r"^0 / \d+$"))
     expect(row.get_by_test_id("worker-heartbeat")).to_have_text(re.compile(r"just now|\d s ago"))
+    # Heartbeat figures: the weights resident on the one 80 GiB GPU, and its utilisation.
+    table = page.get_by_test_id("workers-table")
+    memory = cell(table, row, "Memory")
+    expect(memory).to_have_text(re.compile(r"^[1-9][\d.]* GiB / 80 GiB$"))
+    expect(row.get_by_test_id("worker-util")).to_have_text(re.compile(r"^\d+%$"))
+    model = cell(table, row, "Models").locator(f'.chip[title="{MODEL}"]')
+    expect(model).to_have_text(MODEL.split("/")[-1])
     screenshot(page, "workers")
 
     stop(worker)
@@ -175,6 +233,50 @@ def test_a_new_key_shows_its_secret_once_and_streams_an_answer_in_the_playground
         page.reload()
     expect(requests).to_have_text("1")
     screenshot(page, "keys")
+
+
+def test_a_key_created_with_limits_expiry_and_models_lists_them_and_its_last_use(
+    signed_in: Page, stack: Stack
+) -> None:
+    page = signed_in
+    # Mid-June: past any date this test runs on, within the ten-year limit, and a month
+    # whose short name reads the same in every locale data ("Sep" is "Sept" in some).
+    expires = date(date.today().year + 2, 6, 15)
+    other = "Qwen/Qwen2.5-14B-Instruct"
+    secret = create_key(
+        page,
+        "limited key",
+        rpm="300",
+        tpm="12000",
+        expires=f"{expires.isoformat()}T12:00",
+        models=f"{MODEL}, {other}",
+    )
+    page.get_by_test_id("close-secret").click()
+    row = key_row(page, "limited key")
+    table = page.get_by_test_id("keys-table")
+    expect(row.get_by_test_id("key-status")).to_have_text("active")
+    limits = cell(table, row, "Limits")
+    expect(limits).to_contain_text("300 req/min")
+    expect(limits).to_contain_text("12K tok/min")
+    expect(cell(table, row, "Models")).to_have_text(f"{MODEL}, {other}")
+    expect(cell(table, row, "Created")).to_contain_text(
+        re.compile(rf"expires {expires.day} Jun {expires.year}\D+12:00")
+    )
+    last_used = cell(table, row, "Last used")
+    expect(last_used).to_have_text("never")
+
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
+    answer = httpx.post(
+        f"{stack.url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    # The list refreshes itself every 10 s; usage reaches storage within about a second.
+    expect(last_used).to_have_text(re.compile(r"^(just now|\d+ s ago)$"), timeout=30_000)
+    expect(row.get_by_test_id("key-requests")).to_have_text("1")
+    screenshot(page, "keys-limited")
 
 
 def test_stop_really_cancels_the_stream_and_frees_the_worker_slot(
@@ -249,7 +351,12 @@ def test_metrics_page_draws_charts_from_recorded_usage(
     for model in traffic["models"]:
         expect(page.get_by_test_id("model-mix")).to_contain_text(model)
     expect(page.get_by_test_id("key-usage")).to_contain_text("background traffic")
-    expect(page.get_by_test_id("latency-table")).to_contain_text("p99")
+    latency = page.get_by_test_id("latency-table")
+    expect(latency.locator("thead th")).to_have_text(["", "Time to first token", "Total time"])
+    rows = latency.locator("tbody tr")
+    expect(rows.locator("th")).to_have_text(["p50", "p90", "p99"])
+    for i in range(3):  # both columns hold a duration on every row
+        expect(rows.nth(i).locator("td")).to_have_text([DURATION, DURATION])
     screenshot(page, "metrics")
 
 
