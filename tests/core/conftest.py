@@ -254,6 +254,12 @@ class RawWorker:
         ))  # fmt: skip
 
 
+def relayed_tokens(cluster: Cluster) -> int:
+    """Tokens the core has received for the tasks running now."""
+    workers = cluster.core.scheduler.registry
+    return sum(task.relayed_tokens for worker in workers for task in worker.active.values())
+
+
 async def until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
     """Waits for a condition the test cannot await directly (state in another task)."""
     deadline = asyncio.get_running_loop().time() + timeout

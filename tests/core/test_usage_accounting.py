@@ -4,7 +4,6 @@ after a crash, cut off mid-stream)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -74,8 +73,8 @@ async def test_usage_rows_equal_tasks_after_a_mixed_run(
 
     hung_up = cluster.chat(key, "slow")
     expected[await _task_id(hung_up)] = ("cancelled", "w-slow")
-    await until(lambda: slow.started)
-    await asyncio.sleep(0.05)  # a few tokens in
+    while (await hung_up.read()).WhichOneof("event") != "delta":
+        pass  # a few tokens in
     hung_up.cancel()
 
     # A worker dies before its first token: the task runs again elsewhere, billed once.
