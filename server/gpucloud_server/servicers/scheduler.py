@@ -12,7 +12,7 @@ import grpc
 
 from gpucloud.v1 import chat_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 from gpucloud_server import validation
-from gpucloud_server.errors import GpucloudError, InvalidArgument, Unauthenticated
+from gpucloud_server.errors import InvalidArgument, Unauthenticated
 from gpucloud_server.principal import KeyAuthority, RateLimiter
 from gpucloud_server.registry import Gpu, GpuReading, Worker, WorkerInfo
 from gpucloud_server.scheduler import Assign, Cancel, Scheduler
@@ -66,19 +66,15 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         validation.check_chat_request(request)
         key.check_model(request.model)
         decision = await self._limiter.admit(key)
-        headers = ((REQUEST_ID, rid), ("x-key-id", key.key_id), *decision.headers().items())
+        await context.send_initial_metadata(
+            ((REQUEST_ID, rid), ("x-key-id", key.key_id), *decision.headers().items())
+        )
         priority = (
             min(key.priority, request.priority) if request.HasField("priority") else key.priority
         )
         spec = TaskSpec(request.model, priority, key, rid, (request.messages, request.sampling))
+        task = self._scheduler.submit(spec)
         try:
-            task = self._scheduler.submit(spec)
-        except GpucloudError:
-            await context.send_initial_metadata(headers)  # a refusal still tells the limits
-            raise
-        try:
-            # Sent while the task is already on its way to a worker, not before.
-            await context.send_initial_metadata(headers)
             if request.collect:
                 yield await _collect(task)
                 return
