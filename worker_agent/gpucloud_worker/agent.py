@@ -44,6 +44,7 @@ ERROR_KINDS = {
     ErrorKind.INTERNAL: worker_pb2.TASK_ERROR_KIND_INTERNAL,
 }
 Outgoing = scheduler_pb2.WorkerSessionRequest
+MIN_HEARTBEAT_S = 0.05
 
 
 class SessionClosed(Exception):
@@ -184,6 +185,7 @@ class WorkerAgent:
             else float(registered.heartbeat_interval_seconds)
         )
         interval_s = min(self.settings.heartbeat_interval_s, asked_s or math.inf)
+        interval_s = max(interval_s, MIN_HEARTBEAT_S)  # whatever a core asks
         if self._beat is not None:
             self._beat.cancel()
         self._beat = asyncio.create_task(self._heartbeat(interval_s))
