@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from conftest import (
+    JOIN,
     MODEL,
     Cluster,
     RawWorker,
@@ -23,7 +28,10 @@ from conftest import (
 
 from gpucloud.v1 import scheduler_pb2, worker_pb2
 from gpucloud_server.server import CoreServer
+from gpucloud_worker import agent as agent_module
+from gpucloud_worker.agent import WorkerAgent
 from gpucloud_worker.backend import BackendError, ErrorKind, Health
+from gpucloud_worker.config import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -160,6 +168,33 @@ async def test_a_worker_reconnects_after_the_core_restarts(cluster: Cluster) -> 
     await until(lambda: cluster.worker("w1"), timeout=5)
     assert agent.sessions >= 2
     assert text_of(await collect(cluster.chat())) == "t0 "
+
+
+async def test_a_worker_without_a_core_retries_ever_more_slowly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts: list[float] = []
+    real_open = agent_module.open_channel
+
+    def counted(*args: Any, **kwargs: Any) -> grpc.aio.Channel:
+        attempts.append(time.monotonic())
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(agent_module, "open_channel", counted)
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{unused.getsockname()[1]}"
+    settings = WorkerSettings(
+        address, JOIN, "lonely", "lonely", reconnect_min_s=0.05, reconnect_max_s=0.4
+    )
+    run = asyncio.create_task(WorkerAgent(settings, ScriptedBackend()).run())
+    await until(lambda: len(attempts) >= 6, timeout=10)
+    run.cancel()
+    gaps = [b - a for a, b in itertools.pairwise(attempts[:6])]
+    # Each wait is the delay so far ±20 %, doubling from 0.05 s up to 0.4 s; a wait can only
+    # run long on a busy machine, never short.
+    for gap, delay in zip(gaps, (0.05, 0.1, 0.2, 0.4, 0.4), strict=True):
+        assert gap >= 0.8 * delay
 
 
 def _fields(settings: object) -> dict[str, object]:
