@@ -130,6 +130,7 @@ class OpenAIRoutes:
             f"The model '{wanted}' does not exist or no worker serves it.",
             param="model",
             code="model_not_found",
+            headers=headers,
         )
 
     async def chat(self, request: Request) -> Response:

@@ -54,6 +54,12 @@ class KeyRateLimiter:
             refuse("requests per minute", decision, requests)
         return decision
 
+    async def peek(self, key: KeyPrincipal) -> LimitDecision:
+        try:
+            return LimitDecision(await self._request_window(key), await self._token_window(key))
+        except StorageError:
+            return LimitDecision(None, None)  # only headers: not worth failing the answer
+
     async def charge_tokens(self, key: KeyPrincipal, tokens: int) -> None:
         if key.tokens_per_minute <= 0 or tokens <= 0:
             return

@@ -47,14 +47,19 @@ class LocalRateLimiter:
         if key.requests_per_minute <= 0:
             return LimitDecision(None, tokens)
         window = state.admitted
-        while window and window[0] <= now - WINDOW_S:
-            window.popleft()
+        _expire(window, now)
         if len(window) >= key.requests_per_minute:
             requests = self._requests(key, state, now)
             assert requests is not None
             refuse("requests per minute", LimitDecision(requests, tokens), requests)
         window.append(now)
         return LimitDecision(self._requests(key, state, now), tokens)
+
+    async def peek(self, key: KeyPrincipal) -> LimitDecision:
+        now = self._clock()
+        state = self._keys.get(key.key_id) or _KeyState(tokens_window_start=now)
+        _expire(state.admitted, now)
+        return LimitDecision(self._requests(key, state, now), self._token_window(key, state, now))
 
     async def charge_tokens(self, key: KeyPrincipal, tokens: int) -> None:
         if key.tokens_per_minute <= 0 or tokens <= 0:
@@ -95,3 +100,9 @@ class LocalRateLimiter:
             idle = not state.admitted or state.admitted[-1] <= now - WINDOW_S
             if idle and now - state.tokens_window_start >= WINDOW_S:
                 del self._keys[key_id]
+
+
+def _expire(admitted: deque[float], now: float) -> None:
+    """Drops admits that have left the window."""
+    while admitted and admitted[0] <= now - WINDOW_S:
+        admitted.popleft()

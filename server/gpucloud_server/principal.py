@@ -80,6 +80,10 @@ class RateLimiter(Protocol):
         """Counts one request; raises ResourceExhausted (with retry_after_s and the
         x-ratelimit-* headers as metadata) when a limit is reached."""
 
+    async def peek(self, key: KeyPrincipal) -> LimitDecision:
+        """The key's windows now, counting nothing: the headers of answers that are not
+        admitted requests (the model list, a request refused before admission)."""
+
     async def charge_tokens(self, key: KeyPrincipal, tokens: int) -> None:
         """Counts tokens a finished task used against the key's tokens/min."""
 

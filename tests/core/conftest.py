@@ -59,6 +59,9 @@ class Unlimited:
     async def admit(self, key: KeyPrincipal) -> LimitDecision:
         return LimitDecision(None, None)
 
+    async def peek(self, key: KeyPrincipal) -> LimitDecision:
+        return LimitDecision(None, None)
+
     async def charge_tokens(self, key: KeyPrincipal, tokens: int) -> None:
         return None
 

@@ -119,6 +119,25 @@ def test_each_error_class_has_the_envelope(
     assert headers["x-ratelimit-remaining-requests"] == "0"
 
 
+def test_every_answer_to_a_known_key_tells_its_limits(cloud: RunningCloud, admin: Client) -> None:
+    secret = admin.create_key("limits", use=False, allowedModels=[LLAMA])["secret"]
+    headers = {"authorization": f"Bearer {secret}"}
+    chat = {"messages": HELLO, "max_tokens": 4}
+    with httpx.Client(base_url=cloud.openai_url, headers=headers, timeout=30) as http:
+        answers = [
+            http.get("/models"),
+            http.get("/models/no-such-model"),
+            http.post("/chat/completions", json={"model": "Qwen/Qwen2.5-7B-Instruct", **chat}),
+            http.post("/chat/completions", json={"model": LLAMA, **chat}),
+        ]
+    assert [a.status_code for a in answers] == [200, 404, 403, 200]
+    for answer in answers:
+        assert answer.headers["x-ratelimit-limit-requests"] == "60", answer.url
+    # Only the completion counted: the model list and the refusal took nothing.
+    remaining = [int(a.headers["x-ratelimit-remaining-requests"]) for a in answers]
+    assert remaining == [60, 60, 60, 59]
+
+
 def test_revocation_is_effective_at_once(cloud: RunningCloud, admin: Client) -> None:
     created = admin.create_key("to revoke", use=False)
     client = openai.OpenAI(base_url=cloud.openai_url, api_key=created["secret"], max_retries=0)

@@ -104,6 +104,22 @@ async def test_decisions_carry_both_windows_for_the_headers(limiter: RateLimiter
     assert headers["x-ratelimit-remaining-tokens"] == "1000"
 
 
+async def test_peeking_reports_the_windows_and_counts_nothing(limiter: RateLimiter) -> None:
+    key = _key(rpm=2, tpm=1000)
+    fresh = (await limiter.peek(key)).headers()
+    assert fresh["x-ratelimit-remaining-requests"] == "2"
+    assert fresh["x-ratelimit-remaining-tokens"] == "1000"
+    await limiter.admit(key)
+    await limiter.charge_tokens(key, 300)
+    for _ in range(3):
+        seen = (await limiter.peek(key)).headers()
+        assert seen["x-ratelimit-remaining-requests"] == "1"
+        assert seen["x-ratelimit-remaining-tokens"] == "700"
+    await limiter.admit(key)  # the peeks took nothing: the second request still fits
+    with pytest.raises(ResourceExhausted):
+        await limiter.admit(key)
+
+
 async def test_tokens_spent_past_the_budget_block_until_the_window_resets(
     limiter: RateLimiter,
 ) -> None:

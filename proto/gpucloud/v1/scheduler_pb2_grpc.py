@@ -30,8 +30,10 @@ class SchedulerServiceStub:
     long-lived session every worker agent keeps open with the core.
 
     Client calls carry the API key as `authorization: Bearer <key>` metadata and
-    may carry `x-request-id`. Successful calls answer with initial metadata
-    `x-request-id` and `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`;
+    may carry `x-request-id`. Once the key is known, calls answer with initial
+    metadata `x-request-id`, `x-key-id` and
+    `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (ListModels and
+    completions refused before admission report the windows without counting);
     a rate-limited call fails RESOURCE_EXHAUSTED with `retry-after-ms` in its
     trailing metadata.
     """
@@ -64,8 +66,10 @@ class SchedulerServiceServicer:
     long-lived session every worker agent keeps open with the core.
 
     Client calls carry the API key as `authorization: Bearer <key>` metadata and
-    may carry `x-request-id`. Successful calls answer with initial metadata
-    `x-request-id` and `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`;
+    may carry `x-request-id`. Once the key is known, calls answer with initial
+    metadata `x-request-id`, `x-key-id` and
+    `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (ListModels and
+    completions refused before admission report the windows without counting);
     a rate-limited call fails RESOURCE_EXHAUSTED with `retry-after-ms` in its
     trailing metadata.
     """
@@ -126,8 +130,10 @@ class SchedulerService:
     long-lived session every worker agent keeps open with the core.
 
     Client calls carry the API key as `authorization: Bearer <key>` metadata and
-    may carry `x-request-id`. Successful calls answer with initial metadata
-    `x-request-id` and `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`;
+    may carry `x-request-id`. Once the key is known, calls answer with initial
+    metadata `x-request-id`, `x-key-id` and
+    `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (ListModels and
+    completions refused before admission report the windows without counting);
     a rate-limited call fails RESOURCE_EXHAUSTED with `retry-after-ms` in its
     trailing metadata.
     """

@@ -12,8 +12,8 @@ import grpc
 
 from gpucloud.v1 import chat_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 from gpucloud_server import validation
-from gpucloud_server.errors import InvalidArgument, Unauthenticated
-from gpucloud_server.principal import KeyAuthority, RateLimiter
+from gpucloud_server.errors import GpucloudError, InvalidArgument, Unauthenticated
+from gpucloud_server.principal import KeyAuthority, KeyPrincipal, LimitDecision, RateLimiter
 from gpucloud_server.registry import Gpu, GpuReading, Worker, WorkerInfo
 from gpucloud_server.scheduler import Assign, Cancel, Scheduler
 from gpucloud_server.servicers.metadata import REQUEST_ID, bearer_token, request_id
@@ -63,12 +63,15 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         if secret is None:
             raise Unauthenticated("missing API key: send 'authorization: Bearer <key>'")
         key = await self._keys.authenticate(secret)
-        validation.check_chat_request(request)
-        key.check_model(request.model)
+        try:
+            validation.check_chat_request(request)
+            key.check_model(request.model)
+        except GpucloudError:
+            # Refused before admission: it counts nothing, but still tells the limits.
+            await self._send_headers(context, rid, key, await self._limiter.peek(key))
+            raise
         decision = await self._limiter.admit(key)
-        await context.send_initial_metadata(
-            ((REQUEST_ID, rid), ("x-key-id", key.key_id), *decision.headers().items())
-        )
+        await self._send_headers(context, rid, key, decision)
         priority = (
             min(key.priority, request.priority) if request.HasField("priority") else key.priority
         )
@@ -82,6 +85,14 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 yield event
         finally:
             self._scheduler.cancel(task)
+
+    @staticmethod
+    async def _send_headers(
+        context: grpc.aio.ServicerContext, rid: str, key: KeyPrincipal, limits: LimitDecision
+    ) -> None:
+        await context.send_initial_metadata(
+            ((REQUEST_ID, rid), ("x-key-id", key.key_id), *limits.headers().items())
+        )
 
     async def _follow(
         self, task: Task
@@ -121,6 +132,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         if secret is None:
             raise Unauthenticated("missing API key: send 'authorization: Bearer <key>'")
         key = await self._keys.authenticate(secret)
+        await self._send_headers(context, request_id(context), key, await self._limiter.peek(key))
         registry = self._scheduler.registry
         entries = []
         for model, workers in sorted(registry.served_models().items()):
