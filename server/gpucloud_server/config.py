@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DEV_JOIN_TOKEN = "gpucloud-dev-join-token"  # noqa: S105 - public on purpose, loopback only
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(text: str) -> tuple[Network, ...]:
+    """`10.0.0.5, 10.1.0.0/16, ::1`: addresses and CIDR blocks, comma-separated."""
+    return tuple(ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip())
+
+
+LOOPBACK_NETWORKS = networks("127.0.0.0/8, ::1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +64,8 @@ class CoreSettings:
     login_max_failures: int = 5
     login_max_failures_per_ip: int = 50
     login_lockout_s: int = 900
+    # Peers whose x-forwarded-for is believed (gateways); anyone else's own address counts.
+    trusted_proxies: tuple[Network, ...] = LOOPBACK_NETWORKS
     # Serve TLS with this certificate chain and private key (PEM); both or neither.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -92,9 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-capacity", type=int)
     parser.add_argument("--tls-cert", type=Path, help="certificate chain (PEM) to serve TLS")
     parser.add_argument("--tls-key", type=Path, help="private key (PEM) of --tls-cert")
+    parser.add_argument(
+        "--trusted-proxies", type=networks, help="gateway addresses/CIDRs, comma-separated"
+    )
 
 
-_ENV: dict[str, tuple[str, type]] = {
+_ENV: dict[str, tuple[str, Callable[[str], object]]] = {
     "grpc_host": ("GPUCLOUD_GRPC_HOST", str),
     "grpc_port": ("GPUCLOUD_GRPC_PORT", int),
     "data_dir": ("GPUCLOUD_DATA_DIR", Path),
@@ -121,6 +137,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "login_lockout_s": ("GPUCLOUD_LOGIN_LOCKOUT_S", int),
     "tls_cert": ("GPUCLOUD_TLS_CERT", Path),
     "tls_key": ("GPUCLOUD_TLS_KEY", Path),
+    "trusted_proxies": ("GPUCLOUD_TRUSTED_PROXIES", networks),
 }
 
 

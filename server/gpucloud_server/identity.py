@@ -139,7 +139,9 @@ class Identity:
         # Imported here: the identity core itself does not depend on grpc.
         from gpucloud_server.servicers.auth import AuthServicer
 
-        return AuthServicer(self.logins, self.sessions, self.users, self.keys)
+        return AuthServicer(
+            self.logins, self.sessions, self.users, self.keys, self.settings.trusted_proxies
+        )
 
     async def start(self) -> None:
         await self.database.migrate()

@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from identity_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, FAST_HASHER, make_settings
 
 from gpucloud.v1 import auth_pb2, auth_pb2_grpc
+from gpucloud_server import config
 from gpucloud_server.errors import Unauthenticated
 from gpucloud_server.identity import Identity
 from gpucloud_server.interceptor import ErrorInterceptor
@@ -279,10 +280,29 @@ class _Context:
         ("ipv6:[2001:db8::1]:51234", (), "2001:db8::1"),
         ("unix:/tmp/sock", (), "unix"),
         ("ipv4:127.0.0.1:1", (("x-forwarded-for", "203.0.113.9, 10.0.0.1"),), "203.0.113.9"),
+        ("ipv6:[::1]:1", (("x-forwarded-for", "203.0.113.9"),), "203.0.113.9"),
         ("ipv4:127.0.0.1:1", (("x-forwarded-for", " "),), "127.0.0.1"),
+        # Anyone else's claim is ignored: a direct client cannot pick whose lockout it hits.
+        ("ipv4:192.0.2.1:51234", (("x-forwarded-for", "203.0.113.9"),), "192.0.2.1"),
+        ("unix:/tmp/sock", (("x-forwarded-for", "203.0.113.9"),), "unix"),
     ],
 )
-def test_the_client_address_prefers_the_gateways_forwarded_for(
+def test_the_client_address_believes_forwarded_for_only_from_loopback_by_default(
     peer: str, metadata: tuple[tuple[str, str], ...], expected: str
 ) -> None:
     assert client_address(_Context(peer, metadata)) == expected  # type: ignore[arg-type]
+
+
+def test_a_gateway_on_another_host_is_trusted_once_configured() -> None:
+    settings = config.from_sources(None, {"GPUCLOUD_TRUSTED_PROXIES": "10.0.0.5, 192.0.2.0/24"})
+    forwarded = (("x-forwarded-for", "203.0.113.9"),)
+    for peer, expected in (
+        ("ipv4:10.0.0.5:1", "203.0.113.9"),
+        ("ipv4:192.0.2.77:1", "203.0.113.9"),
+        ("ipv4:10.0.0.6:1", "10.0.0.6"),
+        ("ipv4:127.0.0.1:1", "127.0.0.1"),  # the list replaces the loopback default
+    ):
+        context = _Context(peer, forwarded)
+        assert client_address(context, settings.trusted_proxies) == expected  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="does not appear to be"):
+        config.from_sources(None, {"GPUCLOUD_TRUSTED_PROXIES": "gateway.local"})

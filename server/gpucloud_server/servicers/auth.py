@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from typing import TypeAlias
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gpucloud.v1 import auth_pb2, auth_pb2_grpc
+from gpucloud_server.config import LOOPBACK_NETWORKS, Network
 from gpucloud_server.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from gpucloud_server.keys import ApiKey, ApiKeys
 from gpucloud_server.keyspec import MAX_MODELS, KeySpec
@@ -61,20 +64,36 @@ def key_pb(key: ApiKey) -> auth_pb2.ApiKey:
     )
 
 
-def client_address(context: Context) -> str:
-    """The caller's IP for login throttling: the gateway's x-forwarded-for, else the peer."""
+def client_address(context: Context, trusted: Sequence[Network] = LOOPBACK_NETWORKS) -> str:
+    """The caller's IP for login throttling: the peer's own, or, when the peer is a trusted
+    proxy (a gateway), the client address it forwards in x-forwarded-for."""
+    peer = _peer_address(context)
+    if not _within(peer, trusted):
+        return peer
     for name, value in context.invocation_metadata() or ():
         if name == "x-forwarded-for":
             text = value if isinstance(value, str) else value.decode(errors="replace")
             first = text.split(",")[0].strip()
             if first:
                 return first[:MAX_ADDRESS]
+    return peer
+
+
+def _peer_address(context: Context) -> str:
     peer: str = context.peer() or "unknown"
     kind, _, rest = peer.partition(":")
     if kind in {"ipv4", "ipv6"}:
         host = rest.rsplit(":", 1)[0]
         return host.strip("[]")[:MAX_ADDRESS]
     return kind[:MAX_ADDRESS]
+
+
+def _within(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False  # a unix socket, or a peer grpc could not name
+    return any(ip in network for network in trusted)
 
 
 def key_spec(request: auth_pb2.CreateApiKeyRequest) -> KeySpec:
@@ -94,11 +113,19 @@ def key_spec(request: auth_pb2.CreateApiKeyRequest) -> KeySpec:
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, logins: Logins, sessions: Sessions, users: Users, keys: ApiKeys) -> None:
+    def __init__(
+        self,
+        logins: Logins,
+        sessions: Sessions,
+        users: Users,
+        keys: ApiKeys,
+        trusted_proxies: Sequence[Network] = LOOPBACK_NETWORKS,
+    ) -> None:
         self._logins = logins
         self._sessions = sessions
         self._users = users
         self._keys = keys
+        self._trusted_proxies = trusted_proxies
 
     async def _caller(self, context: Context) -> UserPrincipal:
         """The session's user; a session ended by a password change is refused, also one
@@ -111,7 +138,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def Login(
         self, request: auth_pb2.LoginRequest, context: Context
     ) -> auth_pb2.LoginResponse:
-        result = await self._logins.login(request.email, request.password, client_address(context))
+        address = client_address(context, self._trusted_proxies)
+        result = await self._logins.login(request.email, request.password, address)
         return auth_pb2.LoginResponse(
             token=result.session.token,
             user=user_pb(result.user),
@@ -137,7 +165,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             caller.user_id,
             request.current_password,
             request.new_password,
-            client_address(context),
+            client_address(context, self._trusted_proxies),
         )
         return auth_pb2.ChangePasswordResponse(user=user_pb(user))
 
