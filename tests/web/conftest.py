@@ -70,10 +70,7 @@ def traffic(stack: Stack) -> dict[str, Any]:
             "messages": [{"role": "user", "content": f"Tell me about GPUs, part {i}."}],
             "max_tokens": 24 + 8 * (i % 4),
         }
-        answer = httpx.post(
-            f"{stack.url}/v1/chat/completions", json=body, headers=headers, timeout=60
-        )
-        return answer.status_code
+        return stack.complete(secret, body).status_code
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         statuses = list(pool.map(ask, range(18)))

@@ -8,7 +8,6 @@ import time
 from datetime import date
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 from web_stack import ADMIN_EMAIL, ADMIN_PASSWORD, Stack, screenshot, sign_in, stop
@@ -140,12 +139,7 @@ def test_a_request_the_worker_refuses_shows_in_recent_errors_live(
         "messages": [{"role": "user", "content": "Write more than you can hold."}],
         "max_tokens": 1_000_000,  # within the API's bound, past any model's context
     }
-    answer = httpx.post(
-        f"{stack.url}/v1/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {secret}"},
-        timeout=60,
-    )
+    answer = stack.complete(secret, body)
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["code"] == "context_length_exceeded"
 
@@ -266,12 +260,7 @@ def test_a_key_created_with_limits_expiry_and_models_lists_them_and_its_last_use
     expect(last_used).to_have_text("never")
 
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
-    answer = httpx.post(
-        f"{stack.url}/v1/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {secret}"},
-        timeout=60,
-    )
+    answer = stack.complete(secret, body)
     assert answer.status_code == 200, answer.text
     # The list refreshes itself every 10 s; usage reaches storage within about a second.
     expect(last_used).to_have_text(re.compile(r"^(just now|\d+ s ago)$"), timeout=30_000)

@@ -99,6 +99,11 @@ class Stack:
         answer.raise_for_status()
         return answer.json()
 
+    def complete(self, secret: str, body: dict[str, Any]) -> httpx.Response:
+        """A chat completion with an API key, as a client of the cloud sends it."""
+        headers = {"Authorization": f"Bearer {secret}"}
+        return httpx.post(f"{self.url}/v1/chat/completions", json=body, headers=headers, timeout=60)
+
     def start_worker(self, name: str, gpu: str = "h100") -> subprocess.Popen[bytes]:
         """An extra sim worker joining the running core, logging next to the stack's log."""
         log = self.log.with_name(f"worker-{name}.log").open("wb")
