@@ -137,7 +137,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "GPUCLOUD_DEFAULT_TPM": "0",
         }
         core = spawn(
-            ["-m", "gpucloud_server.cli", "server", "--grpc-port", str(port), "--data-dir", data],
+            ["-m", "gpucloud_launcher.cli", "server", "--grpc-port", str(port), "--data-dir", data],
             env,
         )
         try:

@@ -23,7 +23,7 @@ import httpx
 from procs import free_port, spawn, stop, wait_port
 
 from gpucloud.v1 import auth_pb2, auth_pb2_grpc
-from gpucloud_server.keyspec import MAX_REQUESTS_PER_MINUTE, MAX_TOKENS_PER_MINUTE
+from gpucloud_server.identity.keyspec import MAX_REQUESTS_PER_MINUTE, MAX_TOKENS_PER_MINUTE
 
 # The gateway's own uvicorn settings (gpucloud_gateway.main.server), as CLI flags.
 UVICORN = [
@@ -142,7 +142,7 @@ def product(
         env["PYTHONPATH"] = os.pathsep.join(str(checkout.resolve() / part) for part in parts)
     with tempfile.TemporaryDirectory(prefix="gpucloud-bench-") as data:
         up = spawn(
-            ["-m", "gpucloud_server.cli", "up", "--grpc-port", str(grpc_port),
+            ["-m", "gpucloud_launcher.cli", "up", "--grpc-port", str(grpc_port),
              "--http-port", str(http_port), "--data-dir", data,
              "--workers", str(workers), "--sim-speed", "0"],
             env,

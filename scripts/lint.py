@@ -1,4 +1,5 @@
-"""Static checks CI runs: ruff lint and format, mypy strict, buf lint, generated-code drift."""
+"""Static checks CI runs: ruff lint and format, mypy strict, import layers, buf lint,
+generated-code drift."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ CHECKS: list[tuple[str, list[str]]] = [
     ("ruff lint", [str(BIN / "ruff"), "check", "."]),
     ("ruff format", [str(BIN / "ruff"), "format", "--check", "."]),
     ("mypy", [str(BIN / "mypy")]),
+    ("import layers", [str(BIN / "lint-imports")]),
     ("generated code", [sys.executable, "scripts/gen_protos.py", "--check"]),
 ]
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from gpucloud_gateway.logs import LogFormat
+from gpucloud_common.logs import LogFormat
 
 
 @dataclass(frozen=True, slots=True)

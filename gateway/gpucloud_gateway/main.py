@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 import grpc
 import uvicorn
 
+from gpucloud_common.channel import open_channel
+from gpucloud_common.logs import setup_logging
 from gpucloud_gateway import config
 from gpucloud_gateway.app import create_app
 from gpucloud_gateway.config import GatewaySettings
-from gpucloud_gateway.logs import setup_logging
-from gpucloud_worker.channel import open_channel
 
 T = TypeVar("T")
 

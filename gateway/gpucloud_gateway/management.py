@@ -23,7 +23,7 @@ from gpucloud_gateway.errors import ApiError, from_grpc, invalid, sse_error_even
 from gpucloud_gateway.middleware import request_info
 from gpucloud_gateway.sse import KEEPALIVE, EventStreamResponse, batches
 from gpucloud_gateway.validation import integer, json_object, moment, string, string_list
-from gpucloud_server.keyspec import MAX_REQUESTS_PER_MINUTE, MAX_TOKENS_PER_MINUTE
+from gpucloud_server.identity.keyspec import MAX_REQUESTS_PER_MINUTE, MAX_TOKENS_PER_MINUTE
 
 if TYPE_CHECKING:
     from gpucloud.v1.auth_pb2_grpc import AuthServiceAsyncStub

@@ -18,10 +18,20 @@ Context: TypeAlias = grpc.aio.ServicerContext
 
 
 async def _abort(context: Context, error: GpucloudError) -> None:
-    trailing = [(k, v) for k, v in error.metadata.items()]
+    await context.abort(grpc.StatusCode[error.status], error.message, trailing_metadata(error))
+
+
+def trailing_metadata(error: GpucloudError) -> tuple[tuple[str, str], ...]:
+    """What a client needs beyond the status: the error code, the field at fault, when
+    to retry, and any headers the error carries (rate limits on a refusal)."""
+    trailing = list(error.headers.items())
+    if error.code:
+        trailing.append(("x-error-code", error.code))
+    if error.param:
+        trailing.append(("x-error-param", error.param))
     if error.retry_after_s is not None:
         trailing.append(("retry-after-ms", str(int(error.retry_after_s * 1000))))
-    await context.abort(grpc.StatusCode[error.code], error.message, tuple(trailing))
+    return tuple(trailing)
 
 
 async def _internal(context: Context, method: str) -> None:

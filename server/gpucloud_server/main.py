@@ -23,7 +23,7 @@ async def serve(core: CoreServer) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gpucloud_gateway.logs import setup_logging
+    from gpucloud_common.logs import setup_logging
 
     settings = config.parse(sys.argv[1:] if argv is None else argv)
     try:

@@ -28,7 +28,8 @@ class KeyPrincipal:
         if self.allowed_models and model not in self.allowed_models:
             raise PermissionDenied(
                 f"this API key may not use model '{model}'",
-                metadata={"x-error-code": "model_not_allowed", "x-error-param": "model"},
+                code="model_not_allowed",
+                param="model",
             )
 
 

@@ -21,7 +21,7 @@ from gpucloud.v1 import (
     scheduler_pb2_grpc,
 )
 from gpucloud_server.config import CoreSettings
-from gpucloud_server.identity import Identity
+from gpucloud_server.identity.assembly import Accounts, Identity
 from gpucloud_server.interceptor import ErrorInterceptor
 from gpucloud_server.principal import (
     KeyAuthority,
@@ -30,11 +30,12 @@ from gpucloud_server.principal import (
     UsageRecord,
     UsageSink,
 )
-from gpucloud_server.registry import WorkerState
-from gpucloud_server.scheduler import Scheduler, SchedulerConfig
-from gpucloud_server.servicers.monitor import MetricsSource, MonitorServicer
+from gpucloud_server.scheduling.registry import WorkerState
+from gpucloud_server.scheduling.scheduler import Scheduler, SchedulerConfig
+from gpucloud_server.scheduling.tasks import TaskSpec
+from gpucloud_server.servicers.auth import AuthServicer
+from gpucloud_server.servicers.monitor import MonitorServicer, UsageReports
 from gpucloud_server.servicers.scheduler import SchedulerServicer
-from gpucloud_server.tasks import TaskSpec
 
 log = logging.getLogger("gpucloud.core")
 
@@ -77,11 +78,12 @@ class IdentityParts(Protocol):
         """Where usage records go."""
 
     @property
-    def metrics(self) -> MetricsSource:
+    def reports(self) -> UsageReports:
         """Usage aggregates for MonitorService."""
 
-    def auth_servicer(self) -> auth_pb2_grpc.AuthServiceServicer:
-        """The AuthService implementation."""
+    @property
+    def accounts(self) -> Accounts | None:
+        """What AuthService serves (after start()); None serves no AuthService."""
 
     async def start(self) -> None:
         """Opens storage and applies migrations."""
@@ -127,12 +129,15 @@ class CoreServer:
             MonitorServicer(
                 self.scheduler,
                 self.identity.sessions,
-                self.identity.metrics,
+                self.identity.reports,
                 self.settings.ops_token,
             ),
             server,
         )
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(self.identity.auth_servicer(), server)
+        accounts = self.identity.accounts
+        if accounts is not None:
+            auth = AuthServicer(accounts, self.settings.trusted_proxies)
+            auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -13,15 +13,14 @@ import grpc
 import pytest
 
 from gpucloud.v1 import (
-    auth_pb2_grpc,
     chat_pb2,
-    monitor_pb2,
     scheduler_pb2,
     scheduler_pb2_grpc,
     worker_pb2,
 )
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.errors import Unauthenticated
+from gpucloud_server.identity.metrics import MetricsReport, Percentiles
 from gpucloud_server.principal import KeyPrincipal, LimitDecision, UsageRecord, UserPrincipal
 from gpucloud_server.server import CoreServer
 from gpucloud_worker.agent import WorkerAgent
@@ -81,9 +80,10 @@ class Sessions:
         return UserPrincipal("user-1", "admin@test", True)
 
 
-class NoMetrics:
-    async def metrics(self, user: UserPrincipal, window: int, bucket: int) -> Any:
-        return monitor_pb2.GetMetricsResponse()
+class NoReports:
+    async def report(self, user: UserPrincipal, window: int, bucket: int) -> MetricsReport:
+        empty = Percentiles(0.0, 0.0, 0.0)
+        return MetricsReport((), (), (), empty, empty)
 
 
 @dataclass
@@ -92,10 +92,8 @@ class TestIdentity:
     sessions: Sessions = field(default_factory=Sessions)
     limiter: Unlimited = field(default_factory=Unlimited)
     usage: Usage = field(default_factory=Usage)
-    metrics: NoMetrics = field(default_factory=NoMetrics)
-
-    def auth_servicer(self) -> auth_pb2_grpc.AuthServiceServicer:
-        return auth_pb2_grpc.AuthServiceServicer()
+    reports: NoReports = field(default_factory=NoReports)
+    accounts: None = None
 
     async def start(self) -> None:
         return None

@@ -6,8 +6,8 @@ from conftest import ScriptedBackend
 
 from gpucloud.v1 import scheduler_pb2, worker_pb2
 from gpucloud_server.principal import KeyPrincipal
+from gpucloud_server.scheduling.tasks import Delta, Finished, Task, TaskSpec
 from gpucloud_server.servicers.scheduler import _coalesce
-from gpucloud_server.tasks import Delta, Finished, Task, TaskSpec
 from gpucloud_worker.agent import WorkerAgent
 from gpucloud_worker.config import WorkerSettings
 

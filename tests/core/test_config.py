@@ -32,7 +32,7 @@ def test_a_short_join_token_is_refused() -> None:
 
 def test_the_server_command_explains_the_refusal() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "gpucloud_server.cli", "server", "--grpc-host", "0.0.0.0"],
+        [sys.executable, "-m", "gpucloud_launcher.cli", "server", "--grpc-host", "0.0.0.0"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpucloud_server.queue import FairQueue
+from gpucloud_server.scheduling.queue import FairQueue
 
 
 @dataclass

@@ -9,10 +9,10 @@ from typing import Any
 from conftest import MODEL, Keys
 
 from gpucloud_server.config import CoreSettings
-from gpucloud_server.registry import Gpu, WorkerInfo
-from gpucloud_server.scheduler import Assign, Cancel, Scheduler
+from gpucloud_server.scheduling.registry import Gpu, WorkerInfo
+from gpucloud_server.scheduling.scheduler import Assign, Cancel, Scheduler
+from gpucloud_server.scheduling.tasks import TaskSpec
 from gpucloud_server.server import scheduler_config
-from gpucloud_server.tasks import TaskSpec
 
 
 class Recorded(asyncio.Queue[Any]):

@@ -13,8 +13,8 @@ from conftest import Cluster, RawWorker, Refuses, ScriptedBackend, collect, runn
 
 from gpucloud.v1 import auth_pb2, auth_pb2_grpc, monitor_pb2, monitor_pb2_grpc
 from gpucloud_server.config import CoreSettings
+from gpucloud_server.identity.storage.tables import usage
 from gpucloud_server.server import CoreServer
-from gpucloud_server.storage.tables import usage
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ SIM_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 async def test_sigterm_drains_the_worker_process(cluster: Cluster) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gpucloud_server.cli", "worker",
+        sys.executable, "-m", "gpucloud_launcher.cli", "worker",
         "--core", cluster.address, "--token", JOIN, "--worker-id", "proc-1",
         "--gpu", "rtx4090", "--speed", "20", "--heartbeat", "0.2",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from gateway_fakes import GOOD_KEY, MODEL
 
-from gpucloud_gateway.logs import ConsoleFormatter, JsonFormatter, setup_logging
+from gpucloud_common.logs import ConsoleFormatter, JsonFormatter, setup_logging
 
 
 async def test_each_request_logs_one_line_with_its_facts(

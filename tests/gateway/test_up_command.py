@@ -12,7 +12,7 @@ from up_process import ADMIN_EMAIL, ADMIN_PASSWORD, running_cloud
 
 from gpucloud_gateway import config as gateway_config
 from gpucloud_gateway.client import Client
-from gpucloud_gateway.up import DEFAULT_GPUS, Cloud, banner, parse
+from gpucloud_launcher.up import DEFAULT_GPUS, Cloud, banner, parse
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 HELLO = [{"role": "user", "content": "Hi"}]

@@ -67,7 +67,7 @@ def running_cloud(data_dir: Path, *args: str, timeout: float = 60.0) -> Iterator
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GPUCLOUD_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
     command = [
-        sys.executable, "-m", "gpucloud_server.cli", "up",
+        sys.executable, "-m", "gpucloud_launcher.cli", "up",
         "--http-port", str(http_port), "--grpc-port", str(grpc_port),
         "--data-dir", str(data_dir / "data"), *args,
     ]  # fmt: skip

@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from identity_helpers import FAST_HASHER, admin_of, make_settings, new_member
 
 from gpucloud_server.config import CoreSettings
-from gpucloud_server.identity import Identity
+from gpucloud_server.identity.assembly import Identity
+from gpucloud_server.identity.storage import Database, open_database
+from gpucloud_server.identity.storage.tables import api_keys, usage, users
 from gpucloud_server.principal import UserPrincipal
-from gpucloud_server.storage import Database, open_database
-from gpucloud_server.storage.tables import api_keys, usage, users
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),

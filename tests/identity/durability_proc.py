@@ -16,8 +16,8 @@ from pathlib import Path
 from argon2 import PasswordHasher
 
 from gpucloud_server.config import CoreSettings
-from gpucloud_server.identity import Identity
-from gpucloud_server.keyspec import KeySpec
+from gpucloud_server.identity.assembly import Identity
+from gpucloud_server.identity.keyspec import KeySpec
 from gpucloud_server.principal import UsageRecord
 
 

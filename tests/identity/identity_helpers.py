@@ -8,9 +8,9 @@ from pathlib import Path
 from argon2 import PasswordHasher
 
 from gpucloud_server.config import CoreSettings
-from gpucloud_server.identity import Identity
+from gpucloud_server.identity.assembly import Identity
+from gpucloud_server.identity.users import ROLE_MEMBER
 from gpucloud_server.principal import UsageRecord, UserPrincipal
-from gpucloud_server.users import ROLE_MEMBER
 
 # argon2id still, but cheap: tests hash hundreds of passwords on two cores.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)

@@ -13,7 +13,7 @@ from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
 
 from gpucloud_server.errors import ResourceExhausted
-from gpucloud_server.limits import KeyRateLimiter
+from gpucloud_server.identity.limits import KeyRateLimiter
 from gpucloud_server.principal import KeyPrincipal
 
 

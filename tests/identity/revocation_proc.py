@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.errors import Unauthenticated
-from gpucloud_server.identity import Identity
+from gpucloud_server.identity.assembly import Identity
 
 
 async def main(data_dir: str, database_url: str, redis_url: str, namespace: str) -> None:

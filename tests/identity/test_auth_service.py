@@ -15,7 +15,7 @@ from identity_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, FAST_HASHER, make_sett
 from gpucloud.v1 import auth_pb2, auth_pb2_grpc
 from gpucloud_server import config
 from gpucloud_server.errors import Unauthenticated
-from gpucloud_server.identity import Identity
+from gpucloud_server.identity.assembly import Identity
 from gpucloud_server.interceptor import ErrorInterceptor
 from gpucloud_server.servicers.auth import client_address
 

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from gpucloud_server.config import CoreSettings
-from gpucloud_server.storage import open_database
-from gpucloud_server.storage.tables import api_keys, usage
+from gpucloud_server.identity.storage import open_database
+from gpucloud_server.identity.storage.tables import api_keys, usage
 
 HERE = Path(__file__).parent
 

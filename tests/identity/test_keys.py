@@ -15,8 +15,6 @@ import pytest
 import sqlalchemy as sa
 from identity_helpers import FAST_HASHER, make_settings, new_member
 
-from gpucloud_server import keyformat
-from gpucloud_server import keys as keys_module
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.errors import (
     FailedPrecondition,
@@ -25,10 +23,12 @@ from gpucloud_server.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from gpucloud_server.identity import Identity
-from gpucloud_server.keyspec import KeySpec
+from gpucloud_server.identity import keyformat
+from gpucloud_server.identity import keys as keys_module
+from gpucloud_server.identity.assembly import Identity
+from gpucloud_server.identity.keyspec import KeySpec
+from gpucloud_server.identity.storage.tables import metadata
 from gpucloud_server.principal import UserPrincipal
-from gpucloud_server.storage.tables import metadata
 
 SPEC = KeySpec(name="test key")
 

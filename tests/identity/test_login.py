@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from identity_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, FAST_HASHER, make_settings
 
-from gpucloud_server import identity as identity_module
 from gpucloud_server.errors import InvalidArgument, ResourceExhausted, Unauthenticated
-from gpucloud_server.identity import Identity
-from gpucloud_server.login import LoginPolicy
+from gpucloud_server.identity import assembly as identity_module
+from gpucloud_server.identity.assembly import Identity
+from gpucloud_server.identity.login import LoginPolicy
 
 MAX_FAILURES = 3
 MAX_PER_IP = 5

@@ -15,8 +15,8 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from redis.asyncio import Redis
 
 from gpucloud_server.errors import ResourceExhausted, Unavailable
-from gpucloud_server.limits import KeyRateLimiter
-from gpucloud_server.local_limits import LocalRateLimiter
+from gpucloud_server.identity.limits import KeyRateLimiter
+from gpucloud_server.identity.local_limits import LocalRateLimiter
 from gpucloud_server.principal import KeyPrincipal, RateLimiter
 
 HERE = Path(__file__).parent
@@ -79,9 +79,9 @@ async def test_a_60_per_minute_key_admits_60_not_61(limiter: RateLimiter) -> Non
     error = refused.value
     assert error.retry_after_s is not None
     assert 50 < error.retry_after_s <= 60
-    assert error.metadata["x-ratelimit-limit-requests"] == "60"
-    assert error.metadata["x-ratelimit-remaining-requests"] == "0"
-    assert error.metadata["x-ratelimit-reset-requests"].endswith("s")
+    assert error.headers["x-ratelimit-limit-requests"] == "60"
+    assert error.headers["x-ratelimit-remaining-requests"] == "0"
+    assert error.headers["x-ratelimit-reset-requests"].endswith("s")
     # Refusals do not count: still refused, not pushed further out.
     with pytest.raises(ResourceExhausted):
         await limiter.admit(key)
@@ -132,7 +132,7 @@ async def test_tokens_spent_past_the_budget_block_until_the_window_resets(
     await limiter.charge_tokens(key, 600)  # lands although it overshoots
     with pytest.raises(ResourceExhausted, match="tokens per minute") as refused:
         await limiter.admit(key)
-    assert refused.value.metadata["x-ratelimit-remaining-tokens"] == "0"
+    assert refused.value.headers["x-ratelimit-remaining-tokens"] == "0"
     assert refused.value.retry_after_s is not None
     assert 0 < refused.value.retry_after_s <= 60
 

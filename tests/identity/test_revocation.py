@@ -15,11 +15,11 @@ from redis.asyncio import Redis
 
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.errors import Unauthenticated
-from gpucloud_server.identity import Identity
-from gpucloud_server.keycache import KeyCache
-from gpucloud_server.keys import ApiKeys
-from gpucloud_server.keyspec import KeyDefaults, KeySpec
-from gpucloud_server.revocation import RevocationFeed
+from gpucloud_server.identity.assembly import Identity
+from gpucloud_server.identity.keycache import KeyCache
+from gpucloud_server.identity.keys import ApiKeys
+from gpucloud_server.identity.keyspec import KeyDefaults, KeySpec
+from gpucloud_server.identity.revocation import RevocationFeed
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.services

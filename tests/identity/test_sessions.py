@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from jose import jwt
 
-from gpucloud_server import sessions as sessions_module
 from gpucloud_server.errors import NotFound, Unauthenticated
-from gpucloud_server.sessions import AUDIENCE, ISSUER, Sessions, load_or_create_secret
-from gpucloud_server.users import ROLE_ADMIN, ROLE_MEMBER, User
+from gpucloud_server.identity import sessions as sessions_module
+from gpucloud_server.identity.sessions import AUDIENCE, ISSUER, Sessions, load_or_create_secret
+from gpucloud_server.identity.users import ROLE_ADMIN, ROLE_MEMBER, User
 
 SECRET = "s" * 48
 USER = User("u1", "someone@example.com", ROLE_MEMBER, False, 0.0, "epoch-1")

@@ -14,10 +14,10 @@ from identity_helpers import make_settings
 
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.errors import Unavailable
-from gpucloud_server.storage import Database, open_database
-from gpucloud_server.storage.migrate import MIGRATIONS_DIR
-from gpucloud_server.storage.postgres import asyncpg_url
-from gpucloud_server.storage.tables import metadata, usage
+from gpucloud_server.identity.storage import Database, open_database
+from gpucloud_server.identity.storage.migrate import MIGRATIONS_DIR
+from gpucloud_server.identity.storage.postgres import asyncpg_url
+from gpucloud_server.identity.storage.tables import metadata, usage
 
 
 def _usage_row(task_id: str) -> dict[str, object]:

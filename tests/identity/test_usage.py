@@ -9,13 +9,13 @@ import pytest
 import sqlalchemy as sa
 from identity_helpers import FAST_HASHER, make_settings, usage_record
 
-from gpucloud_server import usage as usage_module
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.errors import Unavailable
-from gpucloud_server.identity import Identity
-from gpucloud_server.storage import Database, open_database
-from gpucloud_server.storage.tables import usage
-from gpucloud_server.usage import UsageWriter
+from gpucloud_server.identity import usage as usage_module
+from gpucloud_server.identity.assembly import Identity
+from gpucloud_server.identity.storage import Database, open_database
+from gpucloud_server.identity.storage.tables import usage
+from gpucloud_server.identity.usage import UsageWriter
 
 
 async def _rows(db: Database) -> list[sa.Row[tuple[str, str, int, int]]]:

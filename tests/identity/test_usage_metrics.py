@@ -6,12 +6,12 @@ import pytest
 from identity_helpers import new_member, usage_record
 
 from gpucloud_server.errors import InvalidArgument
-from gpucloud_server.identity import Identity
-from gpucloud_server.keyspec import KeySpec
-from gpucloud_server.metrics import UsageMetrics, percentile
+from gpucloud_server.identity.assembly import Identity
+from gpucloud_server.identity.keyspec import KeySpec
+from gpucloud_server.identity.metrics import UsageMetrics, percentile
+from gpucloud_server.identity.usage import UsageWriter
 from gpucloud_server.principal import UserPrincipal
-from gpucloud_server.servicers.metrics import ProtoMetrics
-from gpucloud_server.usage import UsageWriter
+from gpucloud_server.servicers.metrics import metrics_response
 
 NOW = 1_800_000_000.0  # a bucket boundary for 60 s buckets
 
@@ -110,13 +110,13 @@ async def test_windows_and_buckets_are_bounded(
     identity: Identity, admin: UserPrincipal, window: int, bucket: int
 ) -> None:
     with pytest.raises(InvalidArgument):
-        await identity.usage_metrics.report(admin, window, bucket)
+        await identity.reports.report(admin, window, bucket)
 
 
 async def test_the_proto_face_carries_the_report(identity: Identity, admin: UserPrincipal) -> None:
     _, alice_key, _ = await _seed(identity, admin)
-    source = ProtoMetrics(UsageMetrics(identity.database, clock=lambda: NOW))
-    response = await source.metrics(admin, 15, 60)
+    report = await UsageMetrics(identity.database, clock=lambda: NOW).report(admin, 15, 60)
+    response = metrics_response(report)
     assert [s.id for s in response.by_model] == ["model-a", "model-b"]
     assert response.by_key[0].id == alice_key
     assert response.by_key[0].label == "alice key"

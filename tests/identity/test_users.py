@@ -13,9 +13,9 @@ from argon2 import PasswordHasher
 from identity_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, FAST_HASHER
 
 from gpucloud_server.errors import AlreadyExists, InvalidArgument, NotFound
-from gpucloud_server.identity import Identity
-from gpucloud_server.storage.tables import users
-from gpucloud_server.users import (
+from gpucloud_server.identity.assembly import Identity
+from gpucloud_server.identity.storage.tables import users
+from gpucloud_server.identity.users import (
     MAX_CONCURRENT_HASHES,
     ROLE_ADMIN,
     ROLE_MEMBER,

@@ -59,7 +59,7 @@ def free_port() -> int:
 
 
 def gpucloud(*args: str) -> list[str]:
-    return [sys.executable, "-m", "gpucloud_server.cli", *args]
+    return [sys.executable, "-m", "gpucloud_launcher.cli", *args]
 
 
 def stop(process: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:

@@ -86,7 +86,7 @@ def cloud(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     home = tmp_path_factory.mktemp("cloud")
     http, grpc = free_port(), free_port()
     command = [
-        sys.executable, "-m", "gpucloud_server.cli", "up", "--workers", "0",
+        sys.executable, "-m", "gpucloud_launcher.cli", "up", "--workers", "0",
         "--http-port", str(http), "--grpc-port", str(grpc),
         "--data-dir", str(home / "data"), "--join-token", JOIN_TOKEN,
     ]  # fmt: skip
@@ -109,7 +109,7 @@ def cloud(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def worker(cloud: Cloud, upstream: LlamaServer, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`gpucloud worker --backend openai` in front of `upstream`, registered and serving."""
     command = [
-        sys.executable, "-m", "gpucloud_server.cli", "worker",
+        sys.executable, "-m", "gpucloud_launcher.cli", "worker",
         "--core", cloud.grpc, "--token", JOIN_TOKEN, "--name", f"llama-{upstream.port}",
         "--backend", "openai", "--upstream", upstream.url, "--slots", "1", "--heartbeat", "1",
     ]  # fmt: skip

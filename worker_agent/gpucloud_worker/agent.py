@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from gpucloud.v1 import chat_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
+from gpucloud_common.channel import open_channel
 from gpucloud_worker.backend import (
     Backend,
     BackendError,
@@ -28,7 +29,6 @@ from gpucloud_worker.backend import (
     Message,
     WorkerDescription,
 )
-from gpucloud_worker.channel import open_channel
 from gpucloud_worker.config import WorkerSettings
 
 log = logging.getLogger("gpucloud.worker")

@@ -111,7 +111,7 @@ async def serve(agent: WorkerAgent) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gpucloud_gateway.logs import setup_logging
+    from gpucloud_common.logs import setup_logging
 
     args = parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     setup_logging()

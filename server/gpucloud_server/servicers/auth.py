@@ -12,13 +12,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gpucloud.v1 import auth_pb2, auth_pb2_grpc
 from gpucloud_server.config import LOOPBACK_NETWORKS, Network
 from gpucloud_server.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from gpucloud_server.keys import ApiKey, ApiKeys
-from gpucloud_server.keyspec import MAX_MODELS, KeySpec
-from gpucloud_server.login import Logins
+from gpucloud_server.identity.assembly import Accounts
+from gpucloud_server.identity.keys import ApiKey
+from gpucloud_server.identity.keyspec import MAX_MODELS, KeySpec
+from gpucloud_server.identity.users import ROLE_ADMIN, ROLE_MEMBER, User
 from gpucloud_server.principal import UserPrincipal
 from gpucloud_server.servicers.metadata import bearer_token
-from gpucloud_server.sessions import Sessions
-from gpucloud_server.users import ROLE_ADMIN, ROLE_MEMBER, User, Users
 
 Context: TypeAlias = grpc.aio.ServicerContext
 MAX_ID = 64
@@ -115,16 +114,13 @@ def key_spec(request: auth_pb2.CreateApiKeyRequest) -> KeySpec:
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def __init__(
         self,
-        logins: Logins,
-        sessions: Sessions,
-        users: Users,
-        keys: ApiKeys,
+        accounts: Accounts,
         trusted_proxies: Sequence[Network] = LOOPBACK_NETWORKS,
     ) -> None:
-        self._logins = logins
-        self._sessions = sessions
-        self._users = users
-        self._keys = keys
+        self._logins = accounts.logins
+        self._sessions = accounts.sessions
+        self._users = accounts.users
+        self._keys = accounts.keys
         self._trusted_proxies = trusted_proxies
 
     async def _caller(self, context: Context) -> UserPrincipal:

@@ -1,12 +1,11 @@
-"""Usage aggregates as GetMetricsResponse: the proto face of metrics.UsageMetrics."""
+"""Usage aggregates as GetMetricsResponse: the proto face of identity.metrics.MetricsReport."""
 
 from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gpucloud.v1 import monitor_pb2
-from gpucloud_server.metrics import MetricsReport, Percentiles, Slice, UsageMetrics
-from gpucloud_server.principal import UserPrincipal
+from gpucloud_server.identity.metrics import MetricsReport, Percentiles, Slice
 
 
 def _timestamp(seconds: float) -> Timestamp:
@@ -42,15 +41,3 @@ def metrics_response(report: MetricsReport) -> monitor_pb2.GetMetricsResponse:
         time_to_first_token=_latency(report.time_to_first_token),
         total_time=_latency(report.total_time),
     )
-
-
-class ProtoMetrics:
-    """Implements servicers.monitor.MetricsSource over UsageMetrics."""
-
-    def __init__(self, source: UsageMetrics) -> None:
-        self._source = source
-
-    async def metrics(
-        self, user: UserPrincipal, window_minutes: int, bucket_seconds: int
-    ) -> monitor_pb2.GetMetricsResponse:
-        return metrics_response(await self._source.report(user, window_minutes, bucket_seconds))

@@ -13,11 +13,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gpucloud.v1 import monitor_pb2, monitor_pb2_grpc, worker_pb2
 from gpucloud_server.errors import Unauthenticated
+from gpucloud_server.identity.metrics import MetricsReport
 from gpucloud_server.principal import SessionAuthority, UserPrincipal
-from gpucloud_server.registry import Worker, WorkerState
-from gpucloud_server.scheduler import Scheduler, TaskError
+from gpucloud_server.scheduling.registry import Worker, WorkerState
+from gpucloud_server.scheduling.scheduler import Scheduler, TaskError
+from gpucloud_server.scheduling.stats import cluster_stats
 from gpucloud_server.servicers.metadata import bearer_token
-from gpucloud_server.stats import cluster_stats
+from gpucloud_server.servicers.metrics import metrics_response
 
 STATS_INTERVAL_S = 1.0
 OPS = UserPrincipal(user_id="ops", email="ops", is_admin=False)
@@ -29,10 +31,10 @@ STATES = {
 }
 
 
-class MetricsSource(Protocol):
-    async def metrics(
+class UsageReports(Protocol):
+    async def report(
         self, user: UserPrincipal, window_minutes: int, bucket_seconds: int
-    ) -> monitor_pb2.GetMetricsResponse:
+    ) -> MetricsReport:
         """Usage aggregates the user may see."""
 
 
@@ -41,12 +43,12 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         self,
         scheduler: Scheduler,
         sessions: SessionAuthority,
-        metrics: MetricsSource,
+        reports: UsageReports,
         ops_token: str | None = None,
     ) -> None:
         self._scheduler = scheduler
         self._sessions = sessions
-        self._metrics = metrics
+        self._reports = reports
         self._ops_token = ops_token.encode() if ops_token else None
 
     def _user(self, context: grpc.aio.ServicerContext) -> UserPrincipal:
@@ -92,7 +94,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         user = self._user(context)
         window = min(max(request.window_minutes or 60, 1), 1440)
         bucket = min(max(request.bucket_seconds or 60, 10), 3600)
-        return await self._metrics.metrics(user, window, bucket)
+        return metrics_response(await self._reports.report(user, window, bucket))
 
     async def Watch(
         self, request: monitor_pb2.WatchRequest, context: grpc.aio.ServicerContext

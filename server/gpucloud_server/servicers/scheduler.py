@@ -11,13 +11,11 @@ from typing import cast
 import grpc
 
 from gpucloud.v1 import chat_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
-from gpucloud_server import validation
 from gpucloud_server.errors import GpucloudError, InvalidArgument, Unauthenticated
 from gpucloud_server.principal import KeyAuthority, KeyPrincipal, LimitDecision, RateLimiter
-from gpucloud_server.registry import Gpu, GpuReading, Worker, WorkerInfo
-from gpucloud_server.scheduler import Assign, Cancel, Scheduler
-from gpucloud_server.servicers.metadata import REQUEST_ID, bearer_token, request_id
-from gpucloud_server.tasks import (
+from gpucloud_server.scheduling.registry import Gpu, GpuReading, Worker, WorkerInfo
+from gpucloud_server.scheduling.scheduler import Assign, Cancel, Scheduler
+from gpucloud_server.scheduling.tasks import (
     Delta,
     Event,
     Failed,
@@ -27,6 +25,8 @@ from gpucloud_server.tasks import (
     Task,
     TaskSpec,
 )
+from gpucloud_server.servicers import validation
+from gpucloud_server.servicers.metadata import REQUEST_ID, bearer_token, request_id
 
 # How often a queued caller hears its position.
 POSITION_INTERVAL_S = 1.0

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from gpucloud_server.storage.database import Database, open_database
+from gpucloud_server.identity.storage.database import Database, open_database
 
 __all__ = ["Database", "open_database"]

@@ -22,12 +22,18 @@ from gpucloud_server.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from gpucloud_server.hub import Hub
 from gpucloud_server.principal import UsageRecord
-from gpucloud_server.queue import FairQueue
-from gpucloud_server.registry import GpuReading, Registry, Worker, WorkerInfo, WorkerState
-from gpucloud_server.seams import ChannelFactory, TaskQueue
-from gpucloud_server.tasks import (
+from gpucloud_server.scheduling.hub import Hub
+from gpucloud_server.scheduling.queue import FairQueue
+from gpucloud_server.scheduling.registry import (
+    GpuReading,
+    Registry,
+    Worker,
+    WorkerInfo,
+    WorkerState,
+)
+from gpucloud_server.scheduling.seams import ChannelFactory, TaskQueue
+from gpucloud_server.scheduling.tasks import (
     Delta,
     Failed,
     Finished,
@@ -117,7 +123,7 @@ class Scheduler:
             raise ResourceExhausted(
                 "the queue is full; try again shortly",
                 retry_after_s=1.0,
-                metadata={"x-error-code": "queue_full"},
+                code="queue_full",
             )
         # One key may hold a share of the queue, so its flood cannot lock other keys out.
         per_key = max(1, self.queue.capacity // KEY_SHARE)
@@ -125,7 +131,7 @@ class Scheduler:
             raise ResourceExhausted(
                 f"this API key already has {per_key} requests waiting; try again shortly",
                 retry_after_s=1.0,
-                metadata={"x-error-code": "too_many_queued_requests"},
+                code="too_many_queued_requests",
             )
         task = Task(id=uuid.uuid4().hex, spec=spec, events=self._channel())
         self.idle.clear()
@@ -237,10 +243,7 @@ class Scheduler:
         if task is None:
             return
         if kind == "invalid_request":
-            details = {"x-error-code": code, "x-error-param": param}
-            self._fail(
-                task, InvalidArgument(message, metadata={k: v for k, v in details.items() if v})
-            )
+            self._fail(task, InvalidArgument(message, code=code, param=param))
         elif kind in ("retryable", "cancelled"):
             # The worker could not run it (e.g. its upstream is down, or it is stopping):
             # the task goes elsewhere, or back to this worker after its next heartbeat.
@@ -344,8 +347,10 @@ class Scheduler:
 
     def _fail(self, task: Task, error: GpucloudError) -> None:
         task.events.put_nowait(Failed(error))
-        self.events.publish(TaskError(task.id, task.model, error.code, error.message, time.time()))
-        self._end(task, "error", error.code)
+        self.events.publish(
+            TaskError(task.id, task.model, error.status, error.message, time.time())
+        )
+        self._end(task, "error", error.status)
 
     def _end(
         self,
@@ -410,11 +415,13 @@ class Scheduler:
             return Unavailable(
                 f"no worker serving model '{model}' is online",
                 retry_after_s=5.0,
-                metadata={"x-error-code": "model_unavailable", "x-error-param": "model"},
+                code="model_unavailable",
+                param="model",
             )
         return NotFound(
             f"the model '{model}' does not exist",
-            metadata={"x-error-code": "model_not_found", "x-error-param": "model"},
+            code="model_not_found",
+            param="model",
         )
 
     @staticmethod

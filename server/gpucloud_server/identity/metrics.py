@@ -11,9 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from gpucloud_server.errors import InvalidArgument
+from gpucloud_server.identity.storage import Database
+from gpucloud_server.identity.storage.tables import api_keys, usage
 from gpucloud_server.principal import UserPrincipal
-from gpucloud_server.storage import Database
-from gpucloud_server.storage.tables import api_keys, usage
 
 DEFAULT_WINDOW_MINUTES = 60
 DEFAULT_BUCKET_SECONDS = 60

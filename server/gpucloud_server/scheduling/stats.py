@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from gpucloud_server.registry import WorkerState
-from gpucloud_server.scheduler import Scheduler
+from gpucloud_server.scheduling.registry import WorkerState
+from gpucloud_server.scheduling.scheduler import Scheduler
 
 WINDOW_S = 10.0
 

@@ -13,14 +13,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gpucloud_server import keyformat
 from gpucloud_server.errors import FailedPrecondition, NotFound, Unauthenticated
-from gpucloud_server.keycache import CachedKey, KeyCache
-from gpucloud_server.keyspec import KeyDefaults, KeySpec, validate_spec
+from gpucloud_server.identity import keyformat
+from gpucloud_server.identity.keycache import CachedKey, KeyCache
+from gpucloud_server.identity.keyspec import KeyDefaults, KeySpec, validate_spec
+from gpucloud_server.identity.revocation import RevocationFeed
+from gpucloud_server.identity.storage import Database
+from gpucloud_server.identity.storage.tables import api_keys, usage, users
 from gpucloud_server.principal import KeyPrincipal, UserPrincipal
-from gpucloud_server.revocation import RevocationFeed
-from gpucloud_server.storage import Database
-from gpucloud_server.storage.tables import api_keys, usage, users
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.errors import Unavailable
-from gpucloud_server.storage.migrate import upgrade_to_head
-from gpucloud_server.storage.postgres import PoolSettings, postgres_engine
-from gpucloud_server.storage.sqlite import sqlite_engine, sqlite_url
+from gpucloud_server.identity.storage.migrate import upgrade_to_head
+from gpucloud_server.identity.storage.postgres import PoolSettings, postgres_engine
+from gpucloud_server.identity.storage.sqlite import sqlite_engine, sqlite_url
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,7 @@ class FieldError(InvalidArgument):
     """An invalid request field; `param` is its OpenAI name."""
 
     def __init__(self, param: str, message: str) -> None:
-        super().__init__(message, metadata={"x-error-param": param})
-        self.param = param
+        super().__init__(message, param=param)
 
 
 def check_chat_request(request: scheduler_pb2.CreateChatCompletionRequest) -> None:

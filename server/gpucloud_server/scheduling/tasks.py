@@ -9,7 +9,7 @@ from enum import Enum
 
 from gpucloud_server.errors import GpucloudError
 from gpucloud_server.principal import KeyPrincipal
-from gpucloud_server.seams import TaskChannel
+from gpucloud_server.scheduling.seams import TaskChannel
 
 
 class TaskState(Enum):

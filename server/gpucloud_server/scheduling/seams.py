@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
-from gpucloud_server.queue import Queueable
+from gpucloud_server.scheduling.queue import Queueable
 
 T = TypeVar("T", bound=Queueable)
 E = TypeVar("E")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from gpucloud_server.storage.tables import metadata
+from gpucloud_server.identity.storage.tables import metadata
 
 
 def run_online(connection: Connection) -> None:
@@ -24,5 +24,7 @@ if context.is_offline_mode():
     raise RuntimeError("gpucloud applies migrations online, on start")
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):
-    raise RuntimeError("migrations run through gpucloud_server.storage.migrate, with a connection")
+    raise RuntimeError(
+        "migrations run through gpucloud_server.identity.storage.migrate, with a connection"
+    )
 run_online(connection)

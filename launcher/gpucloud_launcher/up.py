@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from gpucloud_common.logs import setup_logging
 from gpucloud_gateway import config as gateway_config
 from gpucloud_gateway.config import GatewaySettings
-from gpucloud_gateway.logs import setup_logging
 from gpucloud_gateway.main import GRACEFUL_SHUTDOWN_S, run
 from gpucloud_server import config as core_config
 from gpucloud_server.config import CoreSettings

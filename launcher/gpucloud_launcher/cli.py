@@ -18,7 +18,7 @@ commands:
 def _command(name: str) -> Callable[[Sequence[str]], int] | None:
     # Imported lazily so `gpucloud worker` does not load the server's dependencies.
     if name == "up":
-        from gpucloud_gateway.up import main as up
+        from gpucloud_launcher.up import main as up
 
         return up
     if name == "server":

@@ -12,8 +12,8 @@ from limits.aio.storage import Storage
 from limits.errors import StorageError
 
 from gpucloud_server.errors import InvalidArgument, ResourceExhausted, Unauthenticated, Unavailable
-from gpucloud_server.sessions import IssuedToken, Sessions
-from gpucloud_server.users import User, Users, check_password_rules
+from gpucloud_server.identity.sessions import IssuedToken, Sessions
+from gpucloud_server.identity.users import User, Users, check_password_rules
 
 _REFUSED = "invalid email or password"
 
@@ -77,7 +77,7 @@ class LoginThrottle:
                     raise ResourceExhausted(
                         "too many failed logins; try again later",
                         retry_after_s=retry,
-                        metadata={"retry-after": str(int(retry + 0.999))},
+                        headers={"retry-after": str(int(retry + 0.999))},
                     )
         except StorageError as error:
             raise Unavailable("login throttling is unavailable; try again") from error

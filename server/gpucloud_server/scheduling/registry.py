@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from gpucloud_server.seams import ChannelFactory, TaskChannel
+from gpucloud_server.scheduling.seams import ChannelFactory, TaskChannel
 
 if TYPE_CHECKING:
-    from gpucloud_server.tasks import Task
+    from gpucloud_server.scheduling.tasks import Task
 
 
 class WorkerState(Enum):

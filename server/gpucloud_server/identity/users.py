@@ -17,9 +17,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import exc as sa_exc
 
 from gpucloud_server.errors import AlreadyExists, InvalidArgument, NotFound
+from gpucloud_server.identity.storage import Database
+from gpucloud_server.identity.storage.tables import users
 from gpucloud_server.principal import UserPrincipal
-from gpucloud_server.storage import Database
-from gpucloud_server.storage.tables import users
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 from gpucloud_server.errors import Unavailable
+from gpucloud_server.identity.storage import Database
+from gpucloud_server.identity.storage.tables import usage
 from gpucloud_server.principal import UsageRecord
-from gpucloud_server.storage import Database
-from gpucloud_server.storage.tables import usage
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gpucloud_server.limits import refuse
+from gpucloud_server.identity.limits import refuse
 from gpucloud_server.principal import KeyPrincipal, LimitDecision, LimitWindow
 
 WINDOW_S = 60.0

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from gpucloud_server.keycache import KeyCache
+from gpucloud_server.identity.keycache import KeyCache
 
 log = logging.getLogger(__name__)
 

@@ -94,5 +94,5 @@ def refuse(what: str, decision: LimitDecision, window: LimitWindow) -> NoReturn:
     raise ResourceExhausted(
         f"rate limit reached: {window.limit} {what}; retry in {retry_after:.1f}s",
         retry_after_s=retry_after,
-        metadata=decision.headers(),
+        headers=decision.headers(),
     )

@@ -5,31 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from redis.asyncio import Redis
 
 from gpucloud_server.config import CoreSettings
-from gpucloud_server.keycache import KeyCache
-from gpucloud_server.keys import ApiKeys
-from gpucloud_server.keyspec import KeyDefaults
-from gpucloud_server.limits import KeyRateLimiter
-from gpucloud_server.local_limits import LocalRateLimiter
-from gpucloud_server.login import LoginPolicy, Logins, LoginThrottle
-from gpucloud_server.metrics import UsageMetrics
+from gpucloud_server.identity.keycache import KeyCache
+from gpucloud_server.identity.keys import ApiKeys
+from gpucloud_server.identity.keyspec import KeyDefaults
+from gpucloud_server.identity.limits import KeyRateLimiter
+from gpucloud_server.identity.local_limits import LocalRateLimiter
+from gpucloud_server.identity.login import LoginPolicy, Logins, LoginThrottle
+from gpucloud_server.identity.metrics import UsageMetrics
+from gpucloud_server.identity.revocation import RevocationFeed
+from gpucloud_server.identity.sessions import Sessions, load_or_create_secret
+from gpucloud_server.identity.storage import open_database
+from gpucloud_server.identity.usage import UsageWriter
+from gpucloud_server.identity.users import Users
 from gpucloud_server.principal import RateLimiter
-from gpucloud_server.revocation import RevocationFeed
-from gpucloud_server.sessions import Sessions, load_or_create_secret
-from gpucloud_server.storage import open_database
-from gpucloud_server.usage import UsageWriter
-from gpucloud_server.users import Users
-
-if TYPE_CHECKING:
-    from gpucloud_server.servicers.auth import AuthServicer
-    from gpucloud_server.servicers.metrics import ProtoMetrics
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +67,16 @@ def _limits_storage(redis: Redis | None, url: str | None, namespace: str) -> Sto
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Accounts:
+    """The parts behind AuthService."""
+
+    logins: Logins
+    sessions: Sessions
+    users: Users
+    keys: ApiKeys
+
+
 class Identity:
     """Everything identity-related the core needs, from one settings object.
 
@@ -101,8 +107,7 @@ class Identity:
             KeyRateLimiter(self._limits_storage, namespace) if self._redis else LocalRateLimiter()
         )
         self.usage = UsageWriter(self.database, settings.usage_flush_interval_s)
-        self.usage_metrics = UsageMetrics(self.database)
-        self._metrics: ProtoMetrics | None = None
+        self.reports = UsageMetrics(self.database)
         policy = LoginPolicy(
             settings.login_max_failures,
             settings.login_max_failures_per_ip,
@@ -126,22 +131,9 @@ class Identity:
         return self._logins
 
     @property
-    def metrics(self) -> ProtoMetrics:
-        """Usage aggregates as GetMetricsResponse (servicers.monitor.MetricsSource)."""
-        if self._metrics is None:
-            from gpucloud_server.servicers.metrics import ProtoMetrics
-
-            self._metrics = ProtoMetrics(self.usage_metrics)
-        return self._metrics
-
-    def auth_servicer(self) -> AuthServicer:
-        """The AuthService implementation; call after start()."""
-        # Imported here: the identity core itself does not depend on grpc.
-        from gpucloud_server.servicers.auth import AuthServicer
-
-        return AuthServicer(
-            self.logins, self.sessions, self.users, self.keys, self.settings.trusted_proxies
-        )
+    def accounts(self) -> Accounts:
+        """What AuthService serves: sign-in, users and their keys; after start()."""
+        return Accounts(self.logins, self.sessions, self.users, self.keys)
 
     async def start(self) -> None:
         await self.database.migrate()

@@ -17,8 +17,8 @@ from pathlib import Path
 from jose import JWTError, jwt
 
 from gpucloud_server.errors import NotFound, Unauthenticated
+from gpucloud_server.identity.users import ROLE_ADMIN, User
 from gpucloud_server.principal import UserPrincipal
-from gpucloud_server.users import ROLE_ADMIN, User
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The `gpucloud` command: assembles the core, the gateway and workers into processes."""

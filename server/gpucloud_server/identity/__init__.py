@@ -1,0 +1,1 @@
+"""Identity: users, sessions, API keys, rate limits, usage and their storage."""

@@ -1,0 +1,1 @@
+"""Scheduling: the fair queue, the worker registry, the scheduler and its tasks."""
