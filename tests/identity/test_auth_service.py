@@ -17,6 +17,7 @@ from gpucloud_server import config
 from gpucloud_server.errors import Unauthenticated
 from gpucloud_server.identity.assembly import Identity
 from gpucloud_server.interceptor import ErrorInterceptor
+from gpucloud_server.servicers.auth import AuthServicer
 from gpucloud_server.servicers.auth import client_address
 
 MAX_FAILURES = 3
@@ -44,7 +45,8 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
     settings = make_settings(tmp_path, None, login_max_failures=MAX_FAILURES)
     async with Identity(settings, password_hasher=FAST_HASHER) as identity:
         server = grpc.aio.server(interceptors=[ErrorInterceptor()])
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(identity.auth_servicer(), server)
+        auth = AuthServicer(identity.accounts, settings.trusted_proxies)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         try:

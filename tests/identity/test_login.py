@@ -65,7 +65,8 @@ async def test_unknown_user_and_wrong_password_get_the_same_answer(identity: Ide
     with pytest.raises(Unauthenticated) as wrong:
         await identity.logins.login(ADMIN_EMAIL, "wrong-password", "10.0.0.2")
     assert unknown.value.message == wrong.value.message
-    assert unknown.value.metadata == wrong.value.metadata == {}
+    assert unknown.value.headers == wrong.value.headers == {}
+    assert unknown.value.code == wrong.value.code
 
 
 async def test_an_account_locks_after_its_failures_even_for_the_right_password(
