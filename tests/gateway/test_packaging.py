@@ -31,8 +31,9 @@ def test_the_wheel_holds_every_package_and_the_dashboard(wheel: Path) -> None:
     for path in (
         "gpucloud/v1/scheduler_pb2.py",
         "gpucloud/v1/scheduler.proto",
-        "gpucloud_server/cli.py",
-        "gpucloud_server/migrations/env.py",
+        "gpucloud_launcher/cli.py",
+        "gpucloud_common/logs.py",
+        "gpucloud_server/identity/migrations/env.py",
         "gpucloud_gateway/app.py",
         "gpucloud_worker/agent.py",
         "gpucloud_gateway/web/index.html",
