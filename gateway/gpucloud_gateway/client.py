@@ -9,24 +9,31 @@
         for chunk in cloud.stream([{"role": "user", "content": "Hello!"}]):
             print(chunk["choices"][0]["delta"].get("content", "") if chunk["choices"] else "")
 
-`AsyncClient` has the same methods as coroutines (and `stream` as an async iterator).
+`AsyncClient` has the same methods as coroutines (and `stream` as an async iterator):
+each endpoint is declared once, on `_Endpoints`, as the `Call` it makes; `Client` and
+`AsyncClient` only differ in how they execute a call.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, Literal, Self
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
 import httpx
 import orjson
 
 Auth = Literal["jwt", "key", "none"]
+Json = dict[str, Any]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class GpucloudError(Exception):
     """An error answer of the gateway, with the fields of its OpenAI-style envelope."""
 
-    def __init__(self, status: int, error: dict[str, Any], request_id: str | None) -> None:
+    def __init__(self, status: int, error: Json, request_id: str | None) -> None:
         super().__init__(f"{status}: {error.get('message', '')}")
         self.status = status
         self.message = str(error.get("message", ""))
@@ -46,10 +53,10 @@ def _raise_for(response: httpx.Response, body: bytes) -> None:
     raise GpucloudError(response.status_code, error, response.headers.get("x-request-id"))
 
 
-_DONE: dict[str, Any] = {}
+_DONE: Json = {}
 
 
-def _sse_chunk(line: str) -> dict[str, Any] | None:
+def _sse_chunk(line: str) -> Json | None:
     """The chunk of one SSE line; None for comments (queue position, keep-alive) and
     separators; `_DONE` at the end; raises for the error event of a failed stream."""
     if not line.startswith("data: "):
@@ -57,43 +64,156 @@ def _sse_chunk(line: str) -> dict[str, Any] | None:
     payload = line[6:]
     if payload == "[DONE]":
         return _DONE
-    chunk: dict[str, Any] = orjson.loads(payload)
+    chunk: Json = orjson.loads(payload)
     if "error" in chunk:
         raise GpucloudError(500, chunk["error"], None)
     return chunk
 
 
-class _Base:
-    """State and request shapes shared by the sync and async clients."""
+@dataclass(frozen=True, slots=True)
+class Call(Generic[R]):
+    """One HTTP exchange: what to send, and how the JSON answer becomes the result.
+
+    `needs_model`: the body's `model` is to be the client's default model, which
+    the executor first learns from /v1/models when it does not know it yet."""
+
+    method: str
+    path: str
+    auth: Auth
+    result: Callable[[Any], R]
+    body: Json | None = None
+    params: dict[str, int] | None = None
+    needs_model: bool = False
+
+    def with_model(self, model: str | None) -> Call[R]:
+        return replace(self, body={**(self.body or {}), "model": model}, needs_model=False)
+
+
+class _Endpoint(Generic[P, R]):
+    """An endpoint declared once as a function that builds its `Call`; read on a client, it is
+    a method executing that call: returning R on `Client`, an awaitable on `AsyncClient`."""
+
+    def __init__(self, build: Callable[Concatenate[Any, P], Call[R]]) -> None:
+        self._build = build
+
+    @overload
+    def __get__(self, client: None, owner: type) -> Self: ...
+    @overload
+    def __get__(self, client: Client, owner: type) -> Callable[P, R]: ...
+    @overload
+    def __get__(self, client: AsyncClient, owner: type) -> Callable[P, Awaitable[R]]: ...
+    def __get__(self, client: _Endpoints | None, owner: type) -> Any:
+        if client is None:
+            return self
+        build, execute = self._build, client._execute
+
+        @functools.wraps(build)
+        def method(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return execute(build(client, *args, **kwargs))
+
+        return method
+
+
+def _field(name: str, kind: Callable[[Any], R]) -> Callable[[Json], R]:
+    return lambda answer: kind(answer[name])
+
+
+class _Endpoints:
+    """The gateway's endpoints and the client state they share (JWT, API key, default model)."""
 
     def __init__(self, token: str | None, api_key: str | None) -> None:
         self.token = token
         self.api_key = api_key
         self.model: str | None = None
 
+    def _execute(self, call: Call[Any]) -> Any:
+        raise NotImplementedError
+
     def _headers(self, auth: Auth) -> dict[str, str]:
         secret = {"jwt": self.token, "key": self.api_key, "none": None}[auth]
         if auth != "none" and not secret:
             needed = "login() first" if auth == "jwt" else "an API key (create_key or api_key=)"
             raise GpucloudError(401, {"message": f"this call needs {needed}"}, None)
-        return {"authorization": f"Bearer {secret}"} if secret else {}
+        headers = {"content-type": "application/json"}
+        if secret:
+            headers["authorization"] = f"Bearer {secret}"
+        return headers
 
-    def _chat_body(
-        self, messages: list[dict[str, Any]], model: str | None, params: dict[str, Any]
-    ) -> dict[str, Any]:
-        return {"model": model or self.model, "messages": messages, **params}
+    def _signed_in(self, session: Json) -> Json:
+        self.token = session["token"]
+        return session
 
-    def _adopt(self, created: dict[str, Any], use: bool) -> dict[str, Any]:
+    def _adopt(self, created: Json, use: bool) -> Json:
         if use:
             self.api_key = created["secret"]
         return created
 
-    @staticmethod
-    def _key_body(name: str, limits: dict[str, Any]) -> dict[str, Any]:
-        return {"name": name, **limits}
+    def _learn_model(self, answer: Json) -> list[Json]:
+        models = list(answer["data"])
+        if self.model is None and models:
+            self.model = models[0]["id"]
+        return models
+
+    def _chat_call(self, messages: list[Json], model: str | None, params: Json) -> Call[Json]:
+        body = {"model": model or self.model, "messages": messages, **params}
+        needs = model is None and self.model is None
+        return Call("POST", "/v1/chat/completions", "key", dict, body, needs_model=needs)
+
+    @_Endpoint
+    def login(self, email: str, password: str) -> Call[Json]:
+        body = {"email": email, "password": password}
+        return Call("POST", "/api/auth/login", "none", self._signed_in, body)
+
+    @_Endpoint
+    def me(self) -> Call[Json]:
+        return Call("GET", "/api/auth/me", "jwt", _field("user", dict))
+
+    @_Endpoint
+    def change_password(self, current: str, new: str) -> Call[Json]:
+        """Ends every session of the account, this one's too: log in again afterwards."""
+        body = {"currentPassword": current, "newPassword": new}
+        return Call("POST", "/api/auth/password", "jwt", _field("user", dict), body)
+
+    @_Endpoint
+    def create_key(self, /, name: str, *, use: bool = True, **limits: Any) -> Call[Json]:
+        """Creates a key (limits in the API's camelCase, e.g. rateLimitPerMinute=120);
+        returns {key, secret} and, with `use`, sends the secret on chat calls from now on."""
+        adopt = functools.partial(self._adopt, use=use)
+        return Call("POST", "/api/keys", "jwt", adopt, {"name": name, **limits})
+
+    @_Endpoint
+    def list_keys(self) -> Call[list[Json]]:
+        return Call("GET", "/api/keys", "jwt", _field("keys", list))
+
+    @_Endpoint
+    def revoke_key(self, key_id: str) -> Call[Json]:
+        return Call("DELETE", f"/api/keys/{key_id}", "jwt", _field("key", dict))
+
+    @_Endpoint
+    def workers(self) -> Call[list[Json]]:
+        return Call("GET", "/api/monitoring/workers", "jwt", _field("workers", list))
+
+    @_Endpoint
+    def queue(self) -> Call[Json]:
+        return Call("GET", "/api/monitoring/queue", "jwt", dict)
+
+    @_Endpoint
+    def metrics(self, window_minutes: int = 60, bucket_seconds: int = 60) -> Call[Json]:
+        params = {"windowMinutes": window_minutes, "bucketSeconds": bucket_seconds}
+        return Call("GET", "/api/monitoring/metrics", "jwt", dict, params=params)
+
+    @_Endpoint
+    def models(self) -> Call[list[Json]]:
+        """The models served; the first becomes the default model of chat calls."""
+        return Call("GET", "/v1/models", "key", self._learn_model)
+
+    @_Endpoint
+    def chat(self, /, messages: list[Json], model: str | None = None, **params: Any) -> Call[Json]:
+        """One chat completion; `model` defaults to the first model the cloud serves."""
+        return self._chat_call(messages, model, params)
 
 
-class Client(_Base):
+class Client(_Endpoints):
     """Blocking client; `token` (a JWT) and `api_key` may be given or obtained."""
 
     def __init__(
@@ -116,79 +236,35 @@ class Client(_Base):
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, auth: Auth, body: Any = None) -> Any:
-        content = None if body is None else orjson.dumps(body)
-        headers = {**self._headers(auth), "content-type": "application/json"}
-        response = self._http.request(method, path, content=content, headers=headers)
-        _raise_for(response, response.content)
-        return orjson.loads(response.content)
-
-    def login(self, email: str, password: str) -> dict[str, Any]:
-        session: dict[str, Any] = self._call(
-            "POST", "/api/auth/login", "none", {"email": email, "password": password}
-        )
-        self.token = session["token"]
-        return session
-
-    def me(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/api/auth/me", "jwt")["user"])
-
-    def change_password(self, current: str, new: str) -> dict[str, Any]:
-        body = {"currentPassword": current, "newPassword": new}
-        return dict(self._call("POST", "/api/auth/password", "jwt", body)["user"])
-
-    def create_key(self, name: str, *, use: bool = True, **limits: Any) -> dict[str, Any]:
-        """Creates a key (limits in the API's camelCase, e.g. rateLimitPerMinute=120);
-        returns {key, secret} and, with `use`, sends the secret on chat calls from now on."""
-        created = self._call("POST", "/api/keys", "jwt", self._key_body(name, limits))
-        return self._adopt(created, use)
-
-    def list_keys(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/api/keys", "jwt")["keys"])
-
-    def revoke_key(self, key_id: str) -> dict[str, Any]:
-        return dict(self._call("DELETE", f"/api/keys/{key_id}", "jwt")["key"])
-
-    def workers(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/api/monitoring/workers", "jwt")["workers"])
-
-    def queue(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/api/monitoring/queue", "jwt"))
-
-    def metrics(self, window_minutes: int = 60, bucket_seconds: int = 60) -> dict[str, Any]:
-        path = (
-            f"/api/monitoring/metrics?windowMinutes={window_minutes}&bucketSeconds={bucket_seconds}"
-        )
-        return dict(self._call("GET", path, "jwt"))
-
-    def models(self) -> list[dict[str, Any]]:
-        models = list(self._call("GET", "/v1/models", "key")["data"])
-        if self.model is None and models:
-            self.model = models[0]["id"]
-        return models
-
-    def chat(
-        self, messages: list[dict[str, Any]], model: str | None = None, **params: Any
-    ) -> dict[str, Any]:
-        """One chat completion; `model` defaults to the first model the cloud serves."""
-        if model is None and self.model is None:
+    def _ready(self, call: Call[R]) -> Call[R]:
+        if not call.needs_model:
+            return call
+        if self.model is None:
             self.models()
-        return dict(
-            self._call(
-                "POST", "/v1/chat/completions", "key", self._chat_body(messages, model, params)
-            )
+        return call.with_model(self.model)
+
+    def _execute(self, call: Call[R]) -> R:
+        call = self._ready(call)
+        content = None if call.body is None else orjson.dumps(call.body)
+        response = self._http.request(
+            call.method,
+            call.path,
+            content=content,
+            params=call.params,
+            headers=self._headers(call.auth),
         )
+        _raise_for(response, response.content)
+        return call.result(orjson.loads(response.content))
 
     def stream(
-        self, messages: list[dict[str, Any]], model: str | None = None, **params: Any
-    ) -> Iterator[dict[str, Any]]:
+        self, messages: list[Json], model: str | None = None, **params: Any
+    ) -> Iterator[Json]:
         """Yields the `chat.completion.chunk` objects of a streamed completion."""
-        if model is None and self.model is None:
-            self.models()
-        body = {**self._chat_body(messages, model, params), "stream": True}
-        headers = {**self._headers("key"), "content-type": "application/json"}
+        call = self._ready(self._chat_call(messages, model, {**params, "stream": True}))
+        content = orjson.dumps(call.body)
+        headers = self._headers(call.auth)
         with self._http.stream(
-            "POST", "/v1/chat/completions", content=orjson.dumps(body), headers=headers
+            call.method, call.path, content=content, headers=headers
         ) as response:
             if response.status_code >= 400:
                 _raise_for(response, response.read())
@@ -200,7 +276,7 @@ class Client(_Base):
                     yield chunk
 
 
-class AsyncClient(_Base):
+class AsyncClient(_Endpoints):
     """The same client for asyncio code."""
 
     def __init__(
@@ -223,59 +299,35 @@ class AsyncClient(_Base):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, auth: Auth, body: Any = None) -> Any:
-        content = None if body is None else orjson.dumps(body)
-        headers = {**self._headers(auth), "content-type": "application/json"}
-        response = await self._http.request(method, path, content=content, headers=headers)
-        _raise_for(response, response.content)
-        return orjson.loads(response.content)
-
-    async def login(self, email: str, password: str) -> dict[str, Any]:
-        session: dict[str, Any] = await self._call(
-            "POST", "/api/auth/login", "none", {"email": email, "password": password}
-        )
-        self.token = session["token"]
-        return session
-
-    async def me(self) -> dict[str, Any]:
-        return dict((await self._call("GET", "/api/auth/me", "jwt"))["user"])
-
-    async def create_key(self, name: str, *, use: bool = True, **limits: Any) -> dict[str, Any]:
-        created = await self._call("POST", "/api/keys", "jwt", self._key_body(name, limits))
-        return self._adopt(created, use)
-
-    async def list_keys(self) -> list[dict[str, Any]]:
-        return list((await self._call("GET", "/api/keys", "jwt"))["keys"])
-
-    async def revoke_key(self, key_id: str) -> dict[str, Any]:
-        return dict((await self._call("DELETE", f"/api/keys/{key_id}", "jwt"))["key"])
-
-    async def workers(self) -> list[dict[str, Any]]:
-        return list((await self._call("GET", "/api/monitoring/workers", "jwt"))["workers"])
-
-    async def models(self) -> list[dict[str, Any]]:
-        models = list((await self._call("GET", "/v1/models", "key"))["data"])
-        if self.model is None and models:
-            self.model = models[0]["id"]
-        return models
-
-    async def chat(
-        self, messages: list[dict[str, Any]], model: str | None = None, **params: Any
-    ) -> dict[str, Any]:
-        if model is None and self.model is None:
+    async def _ready(self, call: Call[R]) -> Call[R]:
+        if not call.needs_model:
+            return call
+        if self.model is None:
             await self.models()
-        body = self._chat_body(messages, model, params)
-        return dict(await self._call("POST", "/v1/chat/completions", "key", body))
+        return call.with_model(self.model)
+
+    async def _execute(self, call: Call[R]) -> R:
+        call = await self._ready(call)
+        content = None if call.body is None else orjson.dumps(call.body)
+        response = await self._http.request(
+            call.method,
+            call.path,
+            content=content,
+            params=call.params,
+            headers=self._headers(call.auth),
+        )
+        _raise_for(response, response.content)
+        return call.result(orjson.loads(response.content))
 
     async def stream(
-        self, messages: list[dict[str, Any]], model: str | None = None, **params: Any
-    ) -> AsyncIterator[dict[str, Any]]:
-        if model is None and self.model is None:
-            await self.models()
-        body = {**self._chat_body(messages, model, params), "stream": True}
-        headers = {**self._headers("key"), "content-type": "application/json"}
+        self, messages: list[Json], model: str | None = None, **params: Any
+    ) -> AsyncIterator[Json]:
+        """Yields the `chat.completion.chunk` objects of a streamed completion."""
+        call = await self._ready(self._chat_call(messages, model, {**params, "stream": True}))
+        content = orjson.dumps(call.body)
+        headers = self._headers(call.auth)
         async with self._http.stream(
-            "POST", "/v1/chat/completions", content=orjson.dumps(body), headers=headers
+            call.method, call.path, content=content, headers=headers
         ) as response:
             if response.status_code >= 400:
                 _raise_for(response, await response.aread())

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import grpc
 import orjson
 from starlette.responses import Response
+
+from gpucloud_gateway.openai_objects import ErrorResponse, error_envelope
 
 log = logging.getLogger("gpucloud.gateway")
 
@@ -84,15 +85,8 @@ class ApiError(Exception):
         self.code = code
         self.headers = dict(headers or {})
 
-    def envelope(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+    def envelope(self) -> ErrorResponse:
+        return error_envelope(self.message, self.type, self.param, self.code)
 
     def response_headers(self) -> dict[str, str]:
         headers = dict(self.headers)

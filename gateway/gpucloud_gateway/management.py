@@ -1,14 +1,16 @@
 """The management REST API of docs/management-api.md: JSON in, AuthService/MonitorService out.
 
 The caller's JWT travels to the core as `authorization` metadata; the core
-decides who may see what (another user's key is a 404 there, not here).
+decides who may see what (another user's key is a 404 there, not here) and
+what a value may be (a key's limits, a metrics window): this module checks the
+JSON's shape only.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, TypeVar
 
 import grpc
 import orjson
@@ -22,14 +24,19 @@ from gpucloud_gateway import management_json as js
 from gpucloud_gateway.errors import ApiError, from_grpc, invalid, sse_error_event
 from gpucloud_gateway.middleware import request_info
 from gpucloud_gateway.sse import KEEPALIVE, EventStreamResponse, batches
-from gpucloud_gateway.validation import integer, json_object, moment, string, string_list
-from gpucloud_server.identity.keyspec import MAX_REQUESTS_PER_MINUTE, MAX_TOKENS_PER_MINUTE
-
-if TYPE_CHECKING:
-    from gpucloud.v1.auth_pb2_grpc import AuthServiceAsyncStub
-    from gpucloud.v1.monitor_pb2_grpc import MonitorServiceAsyncStub
+from gpucloud_gateway.validation import (
+    UINT32_MAX,
+    integer,
+    json_object,
+    moment,
+    string,
+    string_list,
+    type_error,
+)
 
 Handler = Callable[[Request], Awaitable[Response]]
+Req = TypeVar("Req")
+Reply = TypeVar("Reply")
 # EventSource reconnects after this many milliseconds when the feed drops.
 _SSE_RETRY = b"retry: 3000\n\n"
 
@@ -52,10 +59,8 @@ class ManagementRoutes:
     """Handlers sharing one channel's Auth and Monitor stubs."""
 
     def __init__(self, channel: grpc.aio.Channel, timeout_s: float, keepalive_s: float) -> None:
-        self._auth = cast("AuthServiceAsyncStub", auth_pb2_grpc.AuthServiceStub(channel))
-        self._monitor = cast(
-            "MonitorServiceAsyncStub", monitor_pb2_grpc.MonitorServiceStub(channel)
-        )
+        self._auth = auth_pb2_grpc.AuthServiceStub(channel)
+        self._monitor = monitor_pb2_grpc.MonitorServiceStub(channel)
         self._timeout_s = timeout_s
         self._keepalive_s = keepalive_s
 
@@ -84,7 +89,13 @@ class ManagementRoutes:
             pairs.append(("authorization", f"Bearer {token}"))
         return tuple(pairs)
 
-    async def _unary(self, request: Request, method: Any, message: Any, token: str | None) -> Any:
+    async def _unary(
+        self,
+        request: Request,
+        method: grpc.aio.UnaryUnaryMultiCallable[Req, Reply],
+        message: Req,
+        token: str | None,
+    ) -> Reply:
         try:
             return await method(
                 message, metadata=self._metadata(request, token), timeout=self._timeout_s
@@ -169,16 +180,10 @@ class ManagementRoutes:
 
     async def metrics(self, request: Request) -> Response:
         token = _jwt(request)
-        query = dict(request.query_params)
-        try:
-            params: dict[str, Any] = {
-                k: int(query[k]) for k in ("windowMinutes", "bucketSeconds") if k in query
-            }
-        except ValueError:
-            raise invalid("windowMinutes and bucketSeconds must be integers.") from None
+        # The core clamps the window and bucket to what it keeps; zero means its default.
         message = monitor_pb2.GetMetricsRequest(
-            window_minutes=integer(params, "windowMinutes", 1, 1440) or 0,
-            bucket_seconds=integer(params, "bucketSeconds", 10, 3600) or 0,
+            window_minutes=_query_uint32(request, "windowMinutes"),
+            bucket_seconds=_query_uint32(request, "bucketSeconds"),
         )
         reply = await self._unary(request, self._monitor.GetMetrics, message, token)
         return json_response(js.metrics(reply))
@@ -212,6 +217,17 @@ class ManagementRoutes:
             call.cancel()
 
 
+def _query_uint32(request: Request, name: str) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise type_error(name, "an integer", text) from None
+    return integer({name: value}, name, 0, UINT32_MAX) or 0
+
+
 def _watch_event(message: Any) -> bytes:
     event = js.watch_event(message)
     if event is None:
@@ -221,15 +237,13 @@ def _watch_event(message: Any) -> bytes:
 
 
 def _key_request(raw: bytes) -> auth_pb2.CreateApiKeyRequest:
+    """The key request of a JSON body; its bounds are the core's (identity/keyspec.py)."""
     body = json_object(raw)
-    name = (string(body, "name", "name", required=True) or "").strip()
-    if not 1 <= len(name) <= 100:
-        raise invalid("Invalid 'name': expected 1 to 100 characters.", "name", "invalid_value")
     message = auth_pb2.CreateApiKeyRequest(
-        name=name,
-        rate_limit_per_minute=integer(body, "rateLimitPerMinute", 0, MAX_REQUESTS_PER_MINUTE) or 0,
-        tokens_per_minute=integer(body, "tokensPerMinute", 0, MAX_TOKENS_PER_MINUTE) or 0,
-        priority=integer(body, "priority", 1, 10) or 0,
+        name=string(body, "name", "name", required=True) or "",
+        rate_limit_per_minute=integer(body, "rateLimitPerMinute", 0, UINT32_MAX) or 0,
+        tokens_per_minute=integer(body, "tokensPerMinute", 0, UINT32_MAX) or 0,
+        priority=integer(body, "priority", 0, UINT32_MAX) or 0,
         allowed_models=string_list(body, "allowedModels"),
     )
     expires = moment(body, "expiresAt")

@@ -1,7 +1,9 @@
-"""OpenAI chat protocol without I/O: request validation -> proto, and response/chunk rendering.
+"""OpenAI chat protocol without I/O: request shape -> proto, and response/chunk rendering.
 
-Shapes follow OpenAI's field order. Validation errors are 400s naming the
-offending `param` the way OpenAI does (`messages[0].content`).
+The gateway checks the JSON's shape only (types, required fields, values the
+contract can carry); every rule on the values (roles, bounds, lengths) is the
+core's (gpucloud_server/servicers/validation.py), which answers INVALID_ARGUMENT
+naming the `param` the way OpenAI does (`messages[0].role`).
 """
 
 from __future__ import annotations
@@ -12,22 +14,27 @@ from typing import Any
 import orjson
 
 from gpucloud.v1 import chat_pb2, scheduler_pb2
+from gpucloud_gateway import openai_objects as objects
 from gpucloud_gateway.errors import invalid
-from gpucloud_gateway.validation import flag, integer, json_object, number, string, type_error
+from gpucloud_gateway.validation import (
+    INT64_MAX,
+    INT64_MIN,
+    UINT32_MAX,
+    decimal,
+    flag,
+    integer,
+    json_object,
+    string,
+    type_error,
+)
 
-ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-MAX_N = 16
-MAX_STOP = 4
-MAX_TOKENS = 1 << 20
-FINISH_REASONS = {
-    chat_pb2.FINISH_REASON_STOP: "stop",
-    chat_pb2.FINISH_REASON_LENGTH: "length",
-}
+# Roles whose messages may leave out `content` (an assistant's tool calls, a function's void).
+_CONTENT_OPTIONAL = frozenset({"assistant", "function"})
 
 
 @dataclass(frozen=True, slots=True)
 class ChatParams:
-    """A validated chat completion request."""
+    """A chat completion request of the right shape."""
 
     request: scheduler_pb2.CreateChatCompletionRequest
     stream: bool
@@ -40,7 +47,7 @@ def _content(value: object, param: str, role: str) -> str:
     if isinstance(value, str):
         return value
     if value is None:
-        if role in ("assistant", "function"):
+        if role in _CONTENT_OPTIONAL:
             return ""
         raise invalid(f"Missing required parameter: '{param}'.", param, "missing_required")
     if not isinstance(value, list):
@@ -67,25 +74,12 @@ def _messages(body: dict[str, Any]) -> list[chat_pb2.ChatMessage]:
         raise invalid("Missing required parameter: 'messages'.", "messages", "missing_required")
     if not isinstance(value, list):
         raise type_error("messages", "an array", value)
-    if not value:
-        raise invalid(
-            "Invalid 'messages': empty array. Expected an array with minimum length 1.",
-            "messages",
-            "empty_array",
-        )
     out: list[chat_pb2.ChatMessage] = []
     for i, message in enumerate(value):
         where = f"messages[{i}]"
         if not isinstance(message, dict):
             raise type_error(where, "an object", message)
-        role = string(message, "role", f"{where}.role", required=True)
-        if role not in ROLES:
-            raise invalid(
-                f"Invalid value for '{where}.role': '{role}'. Supported values are: "
-                "'system', 'developer', 'user', 'assistant', 'tool' and 'function'.",
-                f"{where}.role",
-                "invalid_value",
-            )
+        role = string(message, "role", f"{where}.role", required=True) or ""
         content = _content(message.get("content"), f"{where}.content", role)
         name = string(message, "name", f"{where}.name") or ""
         out.append(chat_pb2.ChatMessage(role=role, content=content, name=name))
@@ -100,12 +94,6 @@ def _stop(body: dict[str, Any]) -> list[str]:
         return [value]
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise type_error("stop", "a string or an array of strings", value)
-    if len(value) > MAX_STOP:
-        raise invalid(
-            f"Invalid 'stop': array too long. Expected at most {MAX_STOP} items.",
-            "stop",
-            "array_above_max_length",
-        )
     return list(value)
 
 
@@ -126,33 +114,31 @@ def _stream_options(body: dict[str, Any], stream: bool) -> bool:
 
 def _sampling(body: dict[str, Any]) -> chat_pb2.SamplingParams:
     sampling = chat_pb2.SamplingParams(stop=_stop(body))
-    if (temperature := number(body, "temperature", 0.0, 2.0)) is not None:
+    if (temperature := decimal(body, "temperature")) is not None:
         sampling.temperature = temperature
-    if (top_p := number(body, "top_p", 0.0, 1.0)) is not None:
+    if (top_p := decimal(body, "top_p")) is not None:
         sampling.top_p = top_p
-    limit = integer(body, "max_completion_tokens", 1, MAX_TOKENS)
+    # The contract reads 0 as "the default", so an explicit 0 cannot travel: refuse it here.
+    limit = integer(body, "max_completion_tokens", 1, UINT32_MAX)
     if limit is None:
-        limit = integer(body, "max_tokens", 1, MAX_TOKENS)
+        limit = integer(body, "max_tokens", 1, UINT32_MAX)
     sampling.max_tokens = limit or 0
-    if (seed := integer(body, "seed", -(1 << 63), (1 << 63) - 1)) is not None:
+    if (seed := integer(body, "seed", INT64_MIN, INT64_MAX)) is not None:
         sampling.seed = seed
-    sampling.n = integer(body, "n", 1, MAX_N) or 1
+    sampling.n = integer(body, "n", 1, UINT32_MAX) or 1
     return sampling
 
 
 def parse_chat_request(raw: bytes) -> ChatParams:
-    """Validates a /chat/completions body; unknown OpenAI parameters are ignored."""
+    """Shape-checks a /chat/completions body; unknown OpenAI parameters are ignored."""
     body = json_object(raw)
-    model = string(body, "model", "model", required=True) or ""
-    if not model:
-        raise invalid("Invalid 'model': empty string.", "model", "invalid_value")
     request = scheduler_pb2.CreateChatCompletionRequest(
-        model=model,
+        model=string(body, "model", "model", required=True) or "",
         messages=_messages(body),
         sampling=_sampling(body),
         user=string(body, "user", "user") or "",
     )
-    if (priority := integer(body, "priority", 1, 10)) is not None:
+    if (priority := integer(body, "priority", 0, UINT32_MAX)) is not None:
         request.priority = priority
     stream = flag(body, "stream", "stream")
     request.collect = not stream  # a whole answer travels from the core as one message
@@ -164,105 +150,61 @@ def parse_chat_request(raw: bytes) -> ChatParams:
     )
 
 
-def _usage(usage: chat_pb2.Usage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-
-
-def finish_reasons(finished: scheduler_pb2.CompletionFinished) -> dict[int, str]:
-    return {c.index: FINISH_REASONS.get(c.reason, "stop") for c in finished.choices}
-
-
 def completion_body(
     started: scheduler_pb2.TaskStarted,
     texts: list[list[str]],
     finished: scheduler_pb2.CompletionFinished,
 ) -> bytes:
-    """The non-streaming `chat.completion` object."""
-    reasons = finish_reasons(finished)
-    choices = [
-        {
-            "index": i,
-            "message": {"role": "assistant", "content": "".join(parts)},
-            "logprobs": None,
-            "finish_reason": reasons.get(i, "stop"),
-        }
-        for i, parts in enumerate(texts)
-    ]
-    return orjson.dumps(
-        {
-            "id": f"chatcmpl-{started.task_id}",
-            "object": "chat.completion",
-            "created": started.created,
-            "model": started.model,
-            "choices": choices,
-            "usage": _usage(finished.usage),
-        }
-    )
+    """The non-streaming `chat.completion` object, serialised."""
+    return orjson.dumps(objects.chat_completion(started, texts, finished))
 
 
 class ChunkRenderer:
-    """Renders `chat.completion.chunk` SSE events of one completion."""
+    """Renders the `chat.completion.chunk` SSE events of one completion."""
 
-    __slots__ = ("_base", "_include_usage", "_n")
+    __slots__ = ("_created", "_id", "_include_usage", "_model", "_n")
 
     def __init__(self, started: scheduler_pb2.TaskStarted, n: int, include_usage: bool) -> None:
-        self._base = {
-            "id": f"chatcmpl-{started.task_id}",
-            "object": "chat.completion.chunk",
-            "created": started.created,
-            "model": started.model,
-        }
+        self._id = objects.completion_id(started)
+        self._created = started.created
+        self._model = started.model
         self._n = n
         self._include_usage = include_usage
 
-    def _event(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
-        chunk: dict[str, Any] = {**self._base, "choices": choices}
-        if self._include_usage:
-            chunk["usage"] = usage
+    def _event(
+        self, choices: list[objects.ChunkChoice], usage: objects.CompletionUsage | None = None
+    ) -> bytes:
+        chunk = objects.chat_completion_chunk(
+            self._id, self._created, self._model, choices, self._include_usage, usage
+        )
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def roles(self) -> bytes:
         """The first chunk of each choice: the assistant role and empty content."""
         return b"".join(
-            self._event(
-                [
-                    {
-                        "index": i,
-                        "delta": {"role": "assistant", "content": ""},
-                        "logprobs": None,
-                        "finish_reason": None,
-                    }
-                ]
-            )
+            self._event([objects.chunk_choice(i, {"role": "assistant", "content": ""}, None)])
             for i in range(self._n)
         )
 
     def delta(self, index: int, text: str) -> bytes:
-        return self._event(
-            [{"index": index, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]
+        """One token's chunk: the hot path, so it skips `_event`'s frame."""
+        chunk = objects.chat_completion_chunk(
+            self._id,
+            self._created,
+            self._model,
+            [objects.chunk_choice(index, {"content": text}, None)],
+            self._include_usage,
         )
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def finish(self, finished: scheduler_pb2.CompletionFinished) -> bytes:
         """Finish chunks, the usage chunk when asked for, and `[DONE]`."""
-        reasons = finish_reasons(finished)
+        reasons = objects.finish_reasons(finished)
         out = [
-            self._event(
-                [
-                    {
-                        "index": i,
-                        "delta": {},
-                        "logprobs": None,
-                        "finish_reason": reasons.get(i, "stop"),
-                    }
-                ]
-            )
+            self._event([objects.chunk_choice(i, {}, reasons.get(i, "stop"))])
             for i in range(self._n)
         ]
         if self._include_usage:
-            out.append(self._event([], _usage(finished.usage)))
+            out.append(self._event([], objects.completion_usage(finished.usage)))
         out.append(b"data: [DONE]\n\n")
         return b"".join(out)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import grpc
 import orjson
@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from gpucloud.v1 import scheduler_pb2, scheduler_pb2_grpc
+from gpucloud_gateway import openai_objects as objects
 from gpucloud_gateway.errors import ApiError, from_grpc, sse_error_event
 from gpucloud_gateway.metrics import GatewayMetrics
 from gpucloud_gateway.middleware import RequestInfo, request_info
@@ -25,9 +26,6 @@ from gpucloud_gateway.openai_protocol import (
     parse_chat_request,
 )
 from gpucloud_gateway.sse import KEEPALIVE, DisconnectWatch, EventStreamResponse, batches
-
-if TYPE_CHECKING:
-    from gpucloud.v1.scheduler_pb2_grpc import SchedulerServiceAsyncStub
 
 PREFIXES = ("/v1", "/api/v1")
 _FORWARDED_PREFIXES = ("x-ratelimit-",)
@@ -81,9 +79,7 @@ class OpenAIRoutes:
     """Handlers sharing one channel's SchedulerService stub and the metrics."""
 
     def __init__(self, channel: grpc.aio.Channel, metrics: GatewayMetrics, keepalive_s: float):
-        self._scheduler = cast(
-            "SchedulerServiceAsyncStub", scheduler_pb2_grpc.SchedulerServiceStub(channel)
-        )
+        self._scheduler = scheduler_pb2_grpc.SchedulerServiceStub(channel)
         self._metrics = metrics
         self._keepalive_s = keepalive_s
 
@@ -97,7 +93,7 @@ class OpenAIRoutes:
             ]
         return out
 
-    async def _models(self, request: Request) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    async def _models(self, request: Request) -> tuple[list[objects.Model], dict[str, str]]:
         info = request_info(request)
         call = self._scheduler.ListModels(
             scheduler_pb2.ListModelsRequest(),
@@ -108,15 +104,11 @@ class OpenAIRoutes:
             headers = forwarded_headers(await call.initial_metadata(), info)
         except grpc.aio.AioRpcError as err:
             raise from_grpc(err, info.request_id) from None
-        models = [
-            {"id": m.id, "object": "model", "created": m.created, "owned_by": m.owned_by}
-            for m in reply.models
-        ]
-        return models, headers
+        return [objects.model(m) for m in reply.models], headers
 
     async def list_models(self, request: Request) -> Response:
         models, headers = await self._models(request)
-        body = orjson.dumps({"object": "list", "data": models})
+        body = orjson.dumps(objects.model_list(models))
         return Response(body, headers=headers, media_type="application/json")
 
     async def get_model(self, request: Request) -> Response:
@@ -168,8 +160,6 @@ class OpenAIRoutes:
         except grpc.aio.AioRpcError as err:
             info.error = err.code().name
             error = from_grpc(err, info.request_id)
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                error.param, error.code = "model", "model_not_found"
             raise await with_admission_headers(error, call, info) from None
         except ApiError as err:
             call.cancel()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import grpc
 import orjson
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,14 +23,12 @@ from gpucloud.v1 import monitor_pb2, monitor_pb2_grpc
 from gpucloud_gateway.management_json import state_name
 from gpucloud_gateway.metrics import GatewayMetrics
 
-if TYPE_CHECKING:
-    from gpucloud.v1.monitor_pb2_grpc import MonitorServiceAsyncStub
-
 log = logging.getLogger("gpucloud.gateway")
 
 # The health service name whose status says whether the core can run tasks.
 SCHEDULER_SERVICE = monitor_pb2.DESCRIPTOR.package + ".SchedulerService"
 _PROBE_TIMEOUT_S = 2.0
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
@@ -41,10 +39,15 @@ class OpsRoutes:
     def __init__(
         self, channel: grpc.aio.Channel, metrics: GatewayMetrics, ops_token: str | None
     ) -> None:
-        self._health = health_pb2_grpc.HealthStub(channel)
-        self._monitor = cast(
-            "MonitorServiceAsyncStub", monitor_pb2_grpc.MonitorServiceStub(channel)
+        # Bound by hand: the typed stubs of grpc_health declare no methods on HealthStub.
+        self._health_check: grpc.aio.UnaryUnaryMultiCallable[
+            health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse
+        ] = channel.unary_unary(
+            _HEALTH_CHECK,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
         )
+        self._monitor = monitor_pb2_grpc.MonitorServiceStub(channel)
         self._metrics = metrics
         self._ops_token = ops_token
 
@@ -59,7 +62,7 @@ class OpsRoutes:
         return _json({"status": "ok"})
 
     async def _serving(self, service: str) -> bool:
-        reply = await self._health.Check(
+        reply = await self._health_check(
             health_pb2.HealthCheckRequest(service=service), timeout=_PROBE_TIMEOUT_S
         )
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

@@ -1,4 +1,8 @@
-"""Checks of JSON request fields that answer 400 naming the bad `param`, as OpenAI does."""
+"""Shape checks of JSON request fields that answer 400 naming the bad `param`, as OpenAI does.
+
+Types only, and the ranges of the contract's field types (a uint32 cannot carry -1): the
+bounds a value must keep are the core's, which names the `param` in its own refusal.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,10 @@ from typing import Any
 import orjson
 
 from gpucloud_gateway.errors import ApiError, invalid
+
+UINT32_MAX = (1 << 32) - 1
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
@@ -37,28 +45,35 @@ def type_error(param: str, expected: str, value: object) -> ApiError:
     )
 
 
-def number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
+def decimal(body: dict[str, Any], name: str) -> float | None:
     value = body.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise type_error(name, "a decimal", value)
-    if not low <= value <= high:
-        raise invalid(
-            f"Invalid '{name}': {value} is not between {low:g} and {high:g}.", name, "invalid_value"
-        )
     return float(value)
 
 
 def integer(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    """An integer within `low`..`high`: the range of the proto field that carries it."""
     value = body.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise type_error(name, "an integer", value)
-    if not low <= value <= high:
+    if value < low:
         raise invalid(
-            f"Invalid '{name}': {value} is not between {low} and {high}.", name, "invalid_value"
+            f"Invalid '{name}': integer below minimum value. Expected a value >= {low}, "
+            f"but got {value} instead.",
+            name,
+            "integer_below_min_value",
+        )
+    if value > high:
+        raise invalid(
+            f"Invalid '{name}': integer above maximum value. Expected a value <= {high}, "
+            f"but got {value} instead.",
+            name,
+            "integer_above_max_value",
         )
     return value
 

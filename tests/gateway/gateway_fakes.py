@@ -2,11 +2,15 @@
 
 API key `sk-good` works (`sk-limited` too, with x-ratelimit-* metadata); the
 model name picks the scenario, so each test reads as the behaviour it checks.
+The rules on values are the real core's: chat requests pass its validation and
+new keys its key spec, and errors leave through its interceptor, so the gateway
+is tested against the refusals (status, code, param) the core really sends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -24,6 +28,11 @@ from gpucloud.v1 import (
     scheduler_pb2_grpc,
     worker_pb2,
 )
+from gpucloud_server.errors import NotFound
+from gpucloud_server.identity.keyspec import KeyDefaults, validate_spec
+from gpucloud_server.interceptor import ErrorInterceptor
+from gpucloud_server.servicers.auth import key_spec
+from gpucloud_server.servicers.validation import check_chat_request
 
 GOOD_KEY = "sk-good"
 LIMITED_KEY = "sk-limited"
@@ -36,6 +45,7 @@ RATE_HEADERS = (
     ("x-ratelimit-remaining-requests", "59"),
     ("x-ratelimit-reset-requests", "1.000s"),
 )
+KEY_DEFAULTS = KeyDefaults(requests_per_minute=60, tokens_per_minute=0)
 Event = scheduler_pb2.CreateChatCompletionResponse
 
 
@@ -116,6 +126,7 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
                 (("retry-after-ms", "1500"), *RATE_HEADERS),
             )
         await self._auth(context)
+        check_chat_request(request)
         events = self._script(request, context)
         if request.collect and not self.ignores_collect:
             events = _collected(events)
@@ -144,7 +155,9 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
         if scenario == "internal":
             raise RuntimeError("database password is hunter2")
         if scenario not in (MODEL, "queued", "fail-mid", "slow", "pause", "unfinished", "too-long"):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"model '{scenario}' is not served")
+            raise NotFound(
+                f"model '{scenario}' is not served", code="model_not_found", param="model"
+            )
         if scenario == "queued":
             for position in (2, 1, 0):
                 yield Event(queued=scheduler_pb2.QueuePosition(position=position, waited_ms=5))
@@ -207,6 +220,7 @@ class FakeAuth(auth_pb2_grpc.AuthServiceServicer):
 
     def __init__(self) -> None:
         self.keys: dict[str, auth_pb2.ApiKey] = {}
+        self.passwords_changed = 0
 
     async def _user(self, context: grpc.aio.ServicerContext) -> auth_pb2.User:
         token = _metadata(context).get("authorization", "").removeprefix("Bearer ")
@@ -226,21 +240,33 @@ class FakeAuth(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.GetMeResponse:
         return auth_pb2.GetMeResponse(user=await self._user(context))
 
+    async def ChangePassword(
+        self, request: auth_pb2.ChangePasswordRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ChangePasswordResponse:
+        user = await self._user(context)
+        if request.current_password != "admin123":
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong password")
+        self.passwords_changed += 1
+        return auth_pb2.ChangePasswordResponse(user=user)
+
     async def CreateApiKey(
         self, request: auth_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.CreateApiKeyResponse:
         user = await self._user(context)
+        is_admin = user.role == auth_pb2.USER_ROLE_ADMIN
+        spec = validate_spec(key_spec(request), KEY_DEFAULTS, time.time(), is_admin=is_admin)
         key_id = f"key-{len(self.keys) + 1}"
         key = auth_pb2.ApiKey(
             id=key_id,
-            name=request.name,
+            name=spec.name,
             owner_id=user.id,
             owner_email=user.email,
             last4="abcd",
             created_at=_ts(1_700_000_000),
-            rate_limit_per_minute=request.rate_limit_per_minute or 60,
-            priority=request.priority or 5,
-            allowed_models=request.allowed_models,
+            rate_limit_per_minute=spec.requests_per_minute,
+            tokens_per_minute=spec.tokens_per_minute,
+            priority=spec.priority,
+            allowed_models=spec.allowed_models,
         )
         if request.HasField("expires_at"):
             key.expires_at.CopyFrom(request.expires_at)
@@ -348,7 +374,7 @@ class FakeCore:
 
 
 async def start_fake_core() -> FakeCore:
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
     seen = Seen()
     auth = FakeAuth()
     health_servicer = health.aio.HealthServicer()

@@ -119,6 +119,31 @@ def test_each_error_class_has_the_envelope(
     assert headers["x-ratelimit-remaining-requests"] == "0"
 
 
+def test_the_core_decides_the_values_and_names_the_field(admin: Client, sdk: openai.OpenAI) -> None:
+    """The gateway checks shapes only: roles, bounds and unknown models are the core's
+    refusals, which reach the client as OpenAI's 400/404 with the param at fault."""
+    robot = [*HELLO, {"role": "robot", "content": "beep"}]
+    body = _error(
+        lambda: sdk.chat.completions.create(model=LLAMA, messages=robot),
+        openai.BadRequestError,
+    )
+    assert body["param"] == "messages[1].role"
+    assert body["type"] == "invalid_request_error"
+    body = _error(
+        lambda: sdk.chat.completions.create(model=LLAMA, messages=HELLO, n=17),
+        openai.BadRequestError,
+    )
+    assert body["param"] == "n"
+    body = _error(
+        lambda: sdk.chat.completions.create(model="no-such-model", messages=HELLO),
+        openai.NotFoundError,
+    )
+    assert (body["code"], body["param"]) == ("model_not_found", "model")
+    with pytest.raises(GpucloudError) as caught:
+        admin.create_key("too fast", use=False, rateLimitPerMinute=10_001)
+    assert (caught.value.status, caught.value.param) == (400, "rateLimitPerMinute")
+
+
 def test_every_answer_to_a_known_key_tells_its_limits(cloud: RunningCloud, admin: Client) -> None:
     secret = admin.create_key("limits", use=False, allowedModels=[LLAMA])["secret"]
     headers = {"authorization": f"Bearer {secret}"}

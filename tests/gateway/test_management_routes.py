@@ -93,18 +93,37 @@ async def test_another_users_key_is_404(client: httpx.AsyncClient) -> None:
 
 
 async def test_key_creation_is_validated(client: httpx.AsyncClient) -> None:
+    """Shape errors are the gateway's; bounds are the core's key spec, naming the same field."""
     cases = [
         ({}, "name"),
-        ({"name": ""}, "name"),
+        ({"name": 7}, "name"),
         ({"name": "k", "rateLimitPerMinute": -1}, "rateLimitPerMinute"),
-        ({"name": "k", "priority": 0}, "priority"),
         ({"name": "k", "allowedModels": "all"}, "allowedModels"),
         ({"name": "k", "expiresAt": "tomorrow"}, "expiresAt"),
+        ({"name": "  "}, "name"),
+        ({"name": "k", "rateLimitPerMinute": 10_001}, "rateLimitPerMinute"),
+        ({"name": "k", "tokensPerMinute": 2_000_000_000}, "tokensPerMinute"),
+        ({"name": "k", "priority": 11}, "priority"),
+        ({"name": "k", "expiresAt": "2000-01-01T00:00:00Z"}, "expiresAt"),
+        ({"name": "k", "allowedModels": [""]}, "allowedModels"),
     ]
     for body, param in cases:
         response = await client.post("/api/keys", headers=ADMIN, json=body)
         assert response.status_code == 400, body
         assert response.json()["error"]["param"] == param
+
+
+async def test_a_member_asking_above_the_defaults_is_403_naming_the_field(
+    client: httpx.AsyncClient,
+) -> None:
+    for body, param in (
+        ({"name": "k", "priority": 7}, "priority"),
+        ({"name": "k", "rateLimitPerMinute": 61}, "rateLimitPerMinute"),
+    ):
+        response = await client.post("/api/keys", headers=MEMBER, json=body)
+        assert response.status_code == 403, response.text
+        error = response.json()["error"]
+        assert (error["type"], error["param"]) == ("permission_error", param)
 
 
 async def test_monitoring_endpoints_use_camel_case(client: httpx.AsyncClient) -> None:
@@ -129,8 +148,10 @@ async def test_monitoring_endpoints_use_camel_case(client: httpx.AsyncClient) ->
     assert body["buckets"][0]["requests"] == 30
     assert body["byModel"][0]["promptTokens"] == 20
     assert body["timeToFirstToken"] == {"p50": 0.0, "p90": 0.0, "p99": 0.0}
-    bad = await client.get("/api/monitoring/metrics?windowMinutes=0", headers=ADMIN)
-    assert bad.status_code == 400
+    for bad in ("-1", "soon"):
+        response = await client.get(f"/api/monitoring/metrics?windowMinutes={bad}", headers=ADMIN)
+        assert response.status_code == 400
+        assert response.json()["error"]["param"] == "windowMinutes"
 
 
 async def test_event_feed_streams_named_events_with_token_in_query(live_url: str) -> None:

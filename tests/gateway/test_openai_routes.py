@@ -9,7 +9,7 @@ import orjson
 import pytest
 from gateway_fakes import ADMIN_JWT, GOOD_KEY, LIMITED_KEY, MODEL, FakeCore
 
-from gpucloud_gateway.openai_protocol import ROLES
+from gpucloud_server.servicers.validation import ROLES
 
 AUTH = {"authorization": f"Bearer {GOOD_KEY}"}
 HELLO = [{"role": "user", "content": "Hi"}]
@@ -138,15 +138,27 @@ async def test_request_ids_of_safe_characters_up_to_128_are_kept(
     assert fake_core.seen.metadata[-1]["x-request-id"] == request_id
 
 
-async def test_exactly_the_roles_the_core_accepts_pass_validation(
+async def test_every_role_the_core_accepts_passes_the_gateway(
     client: httpx.AsyncClient, fake_core: FakeCore
 ) -> None:
-    roles = ["system", "developer", "user", "assistant", "tool", "function"]
-    assert frozenset(roles) == ROLES
+    roles = sorted(ROLES)
     messages = [{"role": role, "content": "x"} for role in roles]
     response = await client.post("/v1/chat/completions", headers=AUTH, json=chat(messages=messages))
     assert response.status_code == 200, response.text
     assert [m.role for m in fake_core.seen.requests[-1].messages] == roles
+
+
+@pytest.mark.parametrize("role", ["robot", "Function", "USER", ""])
+async def test_a_role_the_core_refuses_is_400_naming_the_message(
+    client: httpx.AsyncClient, fake_core: FakeCore, role: str
+) -> None:
+    messages = [*HELLO, {"role": role, "content": "x"}]
+    response = await client.post("/v1/chat/completions", headers=AUTH, json=chat(messages=messages))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", "messages[1].role")
+    # The gateway passed the role on: the refusal is the core's rule, not a copy of it.
+    assert [m.role for m in fake_core.seen.requests[-1].messages] == ["user", role]
 
 
 async def test_request_fields_reach_the_core(

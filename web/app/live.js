@@ -1,4 +1,6 @@
 // The live feed: one EventSource per signed-in tab, folded into workers, stats and recent errors.
+// Shapes are those of monitor.proto as docs/management-api.md renders them: `stats.recentErrors`
+// is a count (tasks failed in the last 10 s); the details of each failure come as `task_error`.
 import { useEffect, useState } from "preact/hooks";
 import { api } from "./api.js";
 import { currentSession } from "./session.js";
@@ -11,11 +13,11 @@ function initialState() {
   return {
     status: "connecting", // "connecting" | "live" | "reconnecting"
     problem: null, // why the feed is not live, for the header
-    stats: null,
+    stats: null, // the latest `stats` event; recentErrors is a number
     history: [], // [{t (s), rps, tps, util, queue}]
     workers: new Map(), // id -> worker
     workersLoaded: false,
-    errors: [], // task_error events, newest first
+    errors: [], // task_error events since the feed opened, newest first
   };
 }
 
@@ -126,10 +128,7 @@ class LiveFeed {
       queue: stats.queueDepth ?? 0,
     };
     const history = [...this.state.history.filter((p) => p.t > t - HISTORY_SECONDS), point];
-    const errors = Array.isArray(stats.recentErrors)
-      ? mergeErrors(this.state.errors, stats.recentErrors)
-      : this.state.errors;
-    this.update({ stats, history, errors, status: "live", problem: null });
+    this.update({ stats, history, status: "live", problem: null });
   }
 
   onTaskError(error) {

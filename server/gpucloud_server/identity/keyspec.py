@@ -45,47 +45,63 @@ class KeySpec:
 def _check_name(name: str) -> str:
     clean = name.strip()
     if not 1 <= len(clean) <= MAX_NAME or not clean.isprintable():
-        raise InvalidArgument(f"name must be 1 to {MAX_NAME} printable characters")
+        raise InvalidArgument(f"name must be 1 to {MAX_NAME} printable characters", param="name")
     return clean
 
 
 def _check_models(models: tuple[str, ...]) -> tuple[str, ...]:
     if len(models) > MAX_MODELS:
-        raise InvalidArgument(f"at most {MAX_MODELS} allowed models")
+        raise InvalidArgument(f"at most {MAX_MODELS} allowed models", param="allowedModels")
     seen: dict[str, None] = {}
     for model in models:
         if not 1 <= len(model) <= MAX_MODEL_NAME or not model.isprintable():
-            raise InvalidArgument(f"model names must be 1 to {MAX_MODEL_NAME} characters")
+            raise InvalidArgument(
+                f"model names must be 1 to {MAX_MODEL_NAME} characters", param="allowedModels"
+            )
         seen[model] = None
     return tuple(seen)
 
 
-def _check_rate(value: int, default: int, ceiling: int, what: str) -> int:
+def _check_rate(value: int, default: int, ceiling: int, what: str, param: str) -> int:
     if not 0 <= value <= ceiling:
-        raise InvalidArgument(f"{what} must be 0 (the default) to {ceiling}")
+        raise InvalidArgument(f"{what} must be 0 (the default) to {ceiling}", param=param)
     return value or default
 
 
 def _check_member_limits(spec: KeySpec, defaults: KeyDefaults) -> None:
     """Members take the defaults or less; `spec` has its zeros filled in already."""
     if spec.priority > DEFAULT_PRIORITY:
-        raise PermissionDenied(f"only admins may set priority above {DEFAULT_PRIORITY}")
-    for value, default, what in (
-        (spec.requests_per_minute, defaults.requests_per_minute, "rate_limit_per_minute"),
-        (spec.tokens_per_minute, defaults.tokens_per_minute, "tokens_per_minute"),
+        raise PermissionDenied(
+            f"only admins may set priority above {DEFAULT_PRIORITY}", param="priority"
+        )
+    for value, default, what, param in (
+        (
+            spec.requests_per_minute,
+            defaults.requests_per_minute,
+            "rate_limit_per_minute",
+            "rateLimitPerMinute",
+        ),
+        (
+            spec.tokens_per_minute,
+            defaults.tokens_per_minute,
+            "tokens_per_minute",
+            "tokensPerMinute",
+        ),
     ):
         if default and value > default:
-            raise PermissionDenied(f"only admins may set {what} above {default}")
+            raise PermissionDenied(f"only admins may set {what} above {default}", param=param)
 
 
 def validate_spec(spec: KeySpec, defaults: KeyDefaults, now: float, *, is_admin: bool) -> KeySpec:
     """The spec with defaults filled in. Raises InvalidArgument when out of bounds, and
     PermissionDenied when a member asks for more than the defaults (see the module doc)."""
     if not 0 <= spec.priority <= 10:
-        raise InvalidArgument("priority must be 1 to 10 (0 means 5)")
+        raise InvalidArgument("priority must be 1 to 10 (0 means 5)", param="priority")
     expires_at = spec.expires_at
     if expires_at is not None and not now < expires_at <= now + MAX_LIFETIME_S:
-        raise InvalidArgument("expires_at must be in the future, at most 10 years away")
+        raise InvalidArgument(
+            "expires_at must be in the future, at most 10 years away", param="expiresAt"
+        )
     clean = KeySpec(
         name=_check_name(spec.name),
         requests_per_minute=_check_rate(
@@ -93,12 +109,14 @@ def validate_spec(spec: KeySpec, defaults: KeyDefaults, now: float, *, is_admin:
             defaults.requests_per_minute,
             MAX_REQUESTS_PER_MINUTE,
             "rate_limit_per_minute",
+            "rateLimitPerMinute",
         ),
         tokens_per_minute=_check_rate(
             spec.tokens_per_minute,
             defaults.tokens_per_minute,
             MAX_TOKENS_PER_MINUTE,
             "tokens_per_minute",
+            "tokensPerMinute",
         ),
         priority=spec.priority or DEFAULT_PRIORITY,
         expires_at=expires_at,

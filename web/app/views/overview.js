@@ -45,7 +45,7 @@ function Fleet({ workers }) {
 
 function RecentErrors({ errors, count }) {
   if (errors.length === 0 && count > 0) {
-    // The count covers errors from before this page opened; only later ones come with details.
+    // Failures of the last 10 s from before this page opened: only later ones come with details.
     return html`<${Empty} title=${`${plural(count, "recent error")}`} testid="errors-earlier">
       Details of new failures show up here as they happen.
     <//>`;
@@ -77,7 +77,8 @@ export function OverviewPage() {
     () => [history.map((p) => p.t), history.map((p) => p.rps), history.map((p) => p.tps)],
     [history],
   );
-  const recentErrorCount = typeof stats?.recentErrors === "number" ? stats.recentErrors : errors.length;
+  // A count from the core (tasks failed in the last 10 s), not the list of task_error events.
+  const recentErrorCount = stats?.recentErrors ?? 0;
 
   return html`
     <${PageHeader} title="Overview" subtitle="The cluster right now; updates every second." />
@@ -108,6 +109,7 @@ export function OverviewPage() {
         label="Recent errors"
         testid="stat-errors"
         value=${stats ? integer(recentErrorCount) : "–"}
+        detail=${stats ? "last 10 s" : null}
         tone=${recentErrorCount > 0 ? "warn" : null}
       />
     </div>
