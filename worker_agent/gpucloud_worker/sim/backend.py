@@ -1,13 +1,12 @@
-"""SimBackend: simulated GPUs that batch, pace and report like real ones."""
+"""SimBackend: simulated GPUs on an engine timeline that batch, pace and report like real ones."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import random
-import time
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from gpucloud_worker.backend import (
     BackendError,
@@ -20,39 +19,36 @@ from gpucloud_worker.backend import (
     WorkerDescription,
 )
 from gpucloud_worker.sim import memory, roofline
-from gpucloud_worker.sim.batch import Batch, Lease
 from gpucloud_worker.sim.choice import Choice
+from gpucloud_worker.sim.engine import GpuEngine
 from gpucloud_worker.sim.gpus import GpuModel, find_gpu
+from gpucloud_worker.sim.live import LiveDriver
 from gpucloud_worker.sim.models import ModelSpec, find_model
+from gpucloud_worker.sim.prefix import block_keys
+from gpucloud_worker.sim.sched import Sequence as EngineSequence
 from gpucloud_worker.sim.text import TextStream, count_prompt_tokens, text_seed
 
 
-class _Pacer:
-    """Sleeps along a timeline of simulated durations scaled by 1/speed.
+@dataclass(frozen=True, slots=True)
+class SimFinish(Finish):
+    """Finish with the prompt tokens served from the prefix cache.
 
-    Deadlines accumulate, so event-loop lateness on one token is caught up on the
-    next instead of adding up. Speed 0 means no delay, only a yield to the loop.
+    Until the worker contract carries cached tokens (usage.prompt_tokens_details),
+    the agent sees a plain Finish; isinstance(event, SimFinish) reads the count.
     """
 
-    def __init__(self, speed: float) -> None:
-        self._scale = 0.0 if speed == 0 else 1.0 / speed
-        self._deadline = time.monotonic()
-
-    async def wait(self, simulated_seconds: float) -> None:
-        if self._scale == 0.0:
-            await asyncio.sleep(0)
-            return
-        self._deadline += simulated_seconds * self._scale
-        await asyncio.sleep(max(0.0, self._deadline - time.monotonic()))
+    cached_tokens: int = 0
 
 
 class SimBackend:
     """A worker backend that simulates `gpu_count` GPUs of one catalog kind.
 
     `gpu` is a catalog key ("a100", "h100", "rtx4090", "a6000"); `models` are catalog
-    ids (default: memory.default_models). `speed` divides every delay (10 runs ten
-    times faster than real time; 0, like math.inf, runs without delays, for
-    benchmarks). `seed` makes requests without their own seed reproducible across a run.
+    ids (default: memory.default_models). Every generation runs on one GpuEngine
+    timeline (continuous batching, chunked prefill, paged KV cache with prefix
+    caching) driven in real time: `speed` divides every delay (10 runs ten times
+    faster than real time; 0, like math.inf, runs without delays, for benchmarks).
+    `seed` makes requests without their own seed reproducible across a run.
     """
 
     def __init__(
@@ -63,6 +59,7 @@ class SimBackend:
         speed: float = 1.0,
         seed: int = 0,
         gpu_count: int = 1,
+        precision: str = "bf16",
     ) -> None:
         if math.isnan(speed) or speed < 0:
             raise ValueError(f"speed must be >= 0 (0 = no delay), not {speed}")
@@ -71,10 +68,14 @@ class SimBackend:
         self.gpu: GpuModel = find_gpu(gpu)
         self.gpu_count = gpu_count
         self.models: tuple[ModelSpec, ...] = self._choose_models(models)
+        # What the core may dispatch at once: KV cache for a typical 4k-token request
+        # each, capped (memory.batch_slots). The engine itself runs up to
+        # EngineConfig.max_num_seqs and queues the rest, as vLLM does.
         self.slots = memory.batch_slots(self.models, self.gpu, gpu_count)
-        self.speed = speed
+        self.speed = 0.0 if math.isinf(speed) else speed
         self._rng = random.Random(seed)
-        self._batch = Batch()
+        self.engine = GpuEngine(self.gpu, self.models, gpu_count=gpu_count, precision=precision)
+        self._driver = LiveDriver(self.engine, self.speed)
 
     def _choose_models(self, names: Sequence[str] | None) -> tuple[ModelSpec, ...]:
         chosen = (
@@ -93,8 +94,8 @@ class SimBackend:
 
     @property
     def active_sequences(self) -> int:
-        """Sequences in the batch now (a request with n choices counts n)."""
-        return self._batch.sequences
+        """Sequences running or waiting on the engine (a request with n choices counts n)."""
+        return self.engine.live_sequences
 
     async def start(self) -> WorkerDescription:
         """Describes the worker; `speed` is the simulated GPU's own tokens/s at batch 1
@@ -108,14 +109,15 @@ class SimBackend:
         )
 
     async def close(self) -> None:
-        """Nothing to release: generations end when their iterators are closed."""
+        """Stops the engine's driver; open generations end when their iterators close."""
+        await self._driver.close()
 
     async def health(self) -> Health:
-        load = self._batch.sample()
+        """Utilisation, memory and power of the timeline since the previous sample."""
+        load = self.engine.sample(self._driver.clock.now())
         occupancy = min(1.0, load.mean_sequences / max(1, self.slots))
         power = self.gpu.power_watts(load.busy, occupancy)
-        live_kv = [(model, context) for model, (_, context) in self._batch.loads().items()]
-        used = memory.memory_used_bytes(self.models, live_kv) // self.gpu_count
+        used = self.engine.memory_used_bytes() // self.gpu_count
         sample = [
             GpuSample(
                 index=index,
@@ -129,38 +131,37 @@ class SimBackend:
         return Health(gpus=tuple(sample))
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk | Finish, None]:
-        """Prefill, then one token per live choice per decode step, paced by the batch.
+        """One engine sequence per choice; each token the engine gives becomes a Chunk.
 
-        Closing the iterator (aclose, or cancelling the task awaiting it) stops at
-        once and leaves the batch; nothing keeps running in the background.
+        Closing the iterator (aclose, or cancelling the task awaiting it) removes the
+        sequences and frees their KV blocks at once.
         """
         model = self._served(request.model)
         prompt_tokens = count_prompt_tokens(request.messages)
-        limit = _token_limit(request, model, prompt_tokens)
+        limit = self._token_limit(request, model, prompt_tokens)
         choices = self._choices(request)
-        lease = self._batch.join(model, len(choices), len(choices) * prompt_tokens)
-        pacer = _Pacer(self.speed)
+        tokens: asyncio.Queue[EngineSequence] = asyncio.Queue()
+        keys = block_keys(model.id, request.messages)
+        seqs = self.engine.add(
+            model, prompt_tokens, limit, keys, count=len(choices), on_token=tokens.put_nowait
+        )
+        self._driver.wake()
         try:
-            await pacer.wait(
-                roofline.prefill_seconds(model, self.gpu, prompt_tokens, self.gpu_count)
-            )
             billed_prompt = False
-            for generated in range(limit):
-                if generated:
-                    await pacer.wait(self._token_interval())
-                last = generated == limit - 1
-                for chunk in _step(choices, lease, prompt_tokens, last=last):
-                    if not billed_prompt:
-                        chunk, billed_prompt = replace(chunk, prompt_tokens=prompt_tokens), True
-                    yield chunk
-                if lease.sequences == 0:
-                    break
-            yield _finish(choices, prompt_tokens)
+            while any(choice.reason is None for choice in choices):
+                seq = await tokens.get()
+                chunk = _advance(choices[seq.index], limit)
+                if choices[seq.index].reason is not None:
+                    self.engine.abort(model, [seq])  # a stop sequence ends it early
+                if chunk is None:
+                    continue
+                if not billed_prompt:
+                    chunk, billed_prompt = replace(chunk, prompt_tokens=prompt_tokens), True
+                yield chunk
+            yield _finish(choices, prompt_tokens, seqs[0].cached_tokens)
         finally:
-            lease.release()
-
-    def _token_interval(self) -> float:
-        return roofline.token_interval_seconds(self._batch.loads(), self.gpu, self.gpu_count)
+            self.engine.abort(model, seqs)
+            self._driver.settle()
 
     def _served(self, name: str) -> ModelSpec:
         for model in self.models:
@@ -171,6 +172,31 @@ class SimBackend:
             ErrorKind.RETRYABLE,
             f"model {name!r} is not served by this worker (it serves {served})",
         )
+
+    def _token_limit(self, request: GenerationRequest, model: ModelSpec, prompt_tokens: int) -> int:
+        """Tokens a choice may generate; BackendError when the request cannot run.
+
+        The context is the model's, or less where this worker's KV cache cannot hold
+        a sequence that long (vLLM caps max_model_len the same way).
+        """
+        if request.n < 1 or request.max_tokens < 0:
+            raise BackendError(
+                ErrorKind.INVALID_REQUEST,
+                f"n must be >= 1 and max_tokens >= 0 (got n={request.n}, "
+                f"max_tokens={request.max_tokens})",
+            )
+        context = self.engine.context_limit(model)
+        wanted = prompt_tokens + max(request.max_tokens, 1)
+        if wanted > context:
+            head = f"This model's maximum context length is {model.max_context} tokens"
+            if wanted <= model.max_context:
+                head += f", and this worker's KV cache holds {context} tokens per sequence"
+            raise BackendError(
+                ErrorKind.INVALID_REQUEST,
+                _context_message(head, prompt_tokens, request.max_tokens),
+                {"code": "context_length_exceeded", "param": "messages"},
+            )
+        return request.max_tokens or context - prompt_tokens
 
     def _choices(self, request: GenerationRequest) -> list[Choice]:
         """One seeded text stream per choice: the same seed and prompt give the same text."""
@@ -193,26 +219,9 @@ class SimBackend:
         ]
 
 
-def _token_limit(request: GenerationRequest, model: ModelSpec, prompt_tokens: int) -> int:
-    """Tokens a choice may generate; BackendError when the request cannot run."""
-    if request.n < 1 or request.max_tokens < 0:
-        raise BackendError(
-            ErrorKind.INVALID_REQUEST,
-            f"n must be >= 1 and max_tokens >= 0 (got n={request.n}, "
-            f"max_tokens={request.max_tokens})",
-        )
-    if prompt_tokens + max(request.max_tokens, 1) > model.max_context:
-        raise BackendError(
-            ErrorKind.INVALID_REQUEST,
-            _context_message(model.max_context, prompt_tokens, request.max_tokens),
-            {"code": "context_length_exceeded", "param": "messages"},
-        )
-    return request.max_tokens or model.max_context - prompt_tokens
-
-
-def _context_message(max_context: int, prompt_tokens: int, max_tokens: int) -> str:
+def _context_message(head: str, prompt_tokens: int, max_tokens: int) -> str:
     """OpenAI's wording, so clients that parse it keep working."""
-    head = f"This model's maximum context length is {max_context} tokens. However, "
+    head += ". However, "
     if max_tokens == 0:
         return (
             f"{head}your messages resulted in {prompt_tokens} tokens. "
@@ -225,22 +234,14 @@ def _context_message(max_context: int, prompt_tokens: int, max_tokens: int) -> s
     )
 
 
-def _step(choices: list[Choice], lease: Lease, prompt_tokens: int, *, last: bool) -> list[Chunk]:
-    """One decode step: a token for each live choice; finished choices leave the batch."""
-    chunks: list[Chunk] = []
-    for choice in choices:
-        if choice.reason is not None:
-            continue
-        chunk = choice.step()
-        if choice.reason is None and last:
-            chunk = _merge(chunk, choice.truncate())
-        if chunk is not None:
-            chunks.append(chunk)
-        if choice.reason is None:
-            lease.change(0, 1)
-        else:
-            lease.change(-1, -(prompt_tokens + choice.tokens - 1))
-    return chunks
+def _advance(choice: Choice, limit: int) -> Chunk | None:
+    """The choice's next token; at the token limit it ends with "length"."""
+    if choice.reason is not None:
+        return None
+    chunk = choice.step()
+    if choice.reason is None and choice.tokens >= limit:
+        chunk = _merge(chunk, choice.truncate())
+    return chunk
 
 
 def _merge(first: Chunk | None, second: Chunk | None) -> Chunk | None:
@@ -249,11 +250,12 @@ def _merge(first: Chunk | None, second: Chunk | None) -> Chunk | None:
     return Chunk(first.index, first.text + second.text, first.tokens + second.tokens)
 
 
-def _finish(choices: list[Choice], prompt_tokens: int) -> Finish:
+def _finish(choices: list[Choice], prompt_tokens: int, cached_tokens: int) -> SimFinish:
     reasons = tuple(choice.reason for choice in choices if choice.reason is not None)
     assert len(reasons) == len(choices), "every choice ends before Finish"
-    return Finish(
+    return SimFinish(
         reasons=reasons,
         prompt_tokens=prompt_tokens,
         completion_tokens=sum(choice.tokens for choice in choices),
+        cached_tokens=cached_tokens,
     )

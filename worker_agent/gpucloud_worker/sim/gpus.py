@@ -1,4 +1,4 @@
-"""The simulated GPU catalog: datasheet figures and the power and thermal envelope."""
+"""The simulated GPU catalog: datasheet figures, calibration and the power envelope."""
 
 from __future__ import annotations
 
@@ -18,8 +18,40 @@ BUSY_BASE_POWER_SHARE = 0.6
 
 
 @dataclass(frozen=True, slots=True)
+class Calibration:
+    """How much of the datasheet a serving engine reaches on this GPU, and its fixed costs.
+
+    Fitted to published measurements; CALIBRATION.md holds the table of published
+    against simulated figures. `source` says where each number comes from.
+    """
+
+    # Share of peak memory bandwidth a batch-1 decode step reaches (weights + KV read).
+    decode_bandwidth_efficiency: float
+    # Share of peak tensor FLOPS a large prefill GEMM reaches (the asymptote of the
+    # token-count curve in cost.compute_efficiency).
+    prefill_compute_efficiency: float
+    # Fixed GPU-side cost of a request's first prefill chunk (input preparation,
+    # first sampling), added to the step that starts it.
+    prefill_overhead_s: float
+    # Fixed cost of every engine step (scheduling, kernel launches, sampling).
+    step_overhead_s: float
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Interconnect:
+    """The GPU-to-GPU link tensor parallelism all-reduces over."""
+
+    name: str
+    # One direction, per GPU.
+    bytes_per_s: float
+    # Fixed latency of one small all-reduce (NCCL / vLLM custom all-reduce).
+    all_reduce_latency_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class GpuModel:
-    """One GPU product: the figures the roofline and the heartbeats need."""
+    """One GPU product: the figures the cost model and the heartbeats need."""
 
     key: str
     name: str
@@ -28,6 +60,10 @@ class GpuModel:
     dense_bf16_flops: float
     tdp_watts: float
     idle_watts: float
+    calibration: Calibration
+    link: Interconnect
+    # None: no FP8 tensor cores (Ampere); FP8 serving is refused.
+    dense_fp8_flops: float | None = None
 
     def spec(self) -> GpuSpec:
         return GpuSpec(
@@ -51,6 +87,38 @@ def _clamp(value: float) -> float:
     return min(1.0, max(0.0, value))
 
 
+# Calibration shared by the cards of one memory technology (CALIBRATION.md holds the
+# published figures and the sim's). Decode: two unknowns (bandwidth efficiency, step
+# overhead) from two measurements, vLLM's batch-1 TPOT for Llama-3-8B BF16 of 7.56 ms
+# on H100 SXM and 12.01 ms on A100 80GB SXM, solve to 0.70 and 0.65 ms: inside the
+# 0.60-0.75 serving engines report on HBM cards. GDDR cards: 0.80, the middle of the
+# 0.75-0.87 reported for RTX 4090 / A6000 (GDDR's short latency makes bandwidth
+# easier to saturate). Prefill: three unknowns (GEMM efficiency asymptote, its
+# half-saturation in cost.py, per-request overhead) fitted by minimax to TensorRT-LLM's
+# A100 prefill (35 % of peak at 128 tokens, ~70 % at 2k) and Databricks' MPT-7B TTFT
+# of 46 ms at 512 tokens on an A100-40GB: 0.70, 80 tokens and 4 ms, each within
+# 11 %. Only A100 prefill is published here; the other cards take the same GEMM
+# efficiency (cuBLAS reaches a similar share of dense peak on Ampere, Ada and Hopper).
+HBM_DECODE_BANDWIDTH_EFFICIENCY = 0.70
+GDDR_DECODE_BANDWIDTH_EFFICIENCY = 0.80
+STEP_OVERHEAD_S = 0.65e-3
+PREFILL_COMPUTE_EFFICIENCY = 0.70
+PREFILL_OVERHEAD_S = 4.0e-3
+_HBM_SOURCE = (
+    "decode: fit to vLLM Llama-3-8B BF16 batch-1 TPOT (H100 SXM 7.56 ms, A100 SXM 12.01 ms); "
+    "prefill: minimax fit to TensorRT-LLM A100 MFU (35 % at 128, ~70 % at 2k tokens) "
+    "and Databricks MPT-7B A100-40GB TTFT 46 ms at 512 tokens"
+)
+_GDDR_SOURCE = (
+    "decode: 0.80, middle of the 0.75-0.87 bandwidth utilisation reported for GDDR "
+    "cards; step overhead and prefill as the HBM cards (no published GDDR prefill here)"
+)
+
+# All-reduce latency of one small message: ~10 us over NVLink (nccl-tests, vLLM's
+# custom all-reduce reaches 5-10 us), ~25 us over PCIe without peer-to-peer.
+NVLINK_ALL_REDUCE_LATENCY_S = 10e-6
+PCIE_ALL_REDUCE_LATENCY_S = 25e-6
+
 # Memory sizes: NVIDIA's "80GB"/"48GB"/"24GB" boards expose binary gigabytes
 # (nvidia-smi reports 81920 MiB on an A100 80GB), hence GiB below.
 # Throughput is the DENSE figure: datasheets print the 2:4-sparsity figure, which
@@ -70,6 +138,17 @@ GPUS: dict[str, GpuModel] = {
         # Same datasheet: Max Thermal Design Power (TDP) 400W.
         tdp_watts=400.0,
         idle_watts=55.0,
+        calibration=Calibration(
+            HBM_DECODE_BANDWIDTH_EFFICIENCY,
+            PREFILL_COMPUTE_EFFICIENCY,
+            PREFILL_OVERHEAD_S,
+            STEP_OVERHEAD_S,
+            _HBM_SOURCE,
+        ),
+        # Same datasheet: NVLink 600GB/s (both directions together).
+        link=Interconnect("NVLink 3", 300e9, NVLINK_ALL_REDUCE_LATENCY_S),
+        # No FP8 tensor cores on Ampere (the datasheet lists TF32, BF16, FP16, INT8).
+        dense_fp8_flops=None,
     ),
     "h100": GpuModel(
         key="h100",
@@ -86,6 +165,17 @@ GPUS: dict[str, GpuModel] = {
         # Same datasheet: Max Thermal Design Power (TDP) up to 700W (configurable).
         tdp_watts=700.0,
         idle_watts=70.0,
+        calibration=Calibration(
+            HBM_DECODE_BANDWIDTH_EFFICIENCY,
+            PREFILL_COMPUTE_EFFICIENCY,
+            PREFILL_OVERHEAD_S,
+            STEP_OVERHEAD_S,
+            _HBM_SOURCE,
+        ),
+        # Same datasheet: NVLink 900GB/s (both directions together).
+        link=Interconnect("NVLink 4", 450e9, NVLINK_ALL_REDUCE_LATENCY_S),
+        # Same datasheet: FP8 Tensor Core 3,958 teraFLOPS with sparsity; dense 1,979.
+        dense_fp8_flops=1979e12,
     ),
     "rtx4090": GpuModel(
         key="rtx4090",
@@ -101,6 +191,18 @@ GPUS: dict[str, GpuModel] = {
         # nvidia.com RTX 4090 specifications: Total Graphics Power (W) 450.
         tdp_watts=450.0,
         idle_watts=25.0,
+        calibration=Calibration(
+            GDDR_DECODE_BANDWIDTH_EFFICIENCY,
+            PREFILL_COMPUTE_EFFICIENCY,
+            PREFILL_OVERHEAD_S,
+            STEP_OVERHEAD_S,
+            _GDDR_SOURCE,
+        ),
+        # No NVLink on the RTX 4090: PCIe 4.0 x16, 64 GB/s both directions together.
+        link=Interconnect("PCIe 4.0 x16", 32e9, PCIE_ALL_REDUCE_LATENCY_S),
+        # Ada whitepaper, Appendix A: Peak FP8 Tensor TFLOPS with FP32 Accumulate
+        # 330.3/660.6 (dense/sparse).
+        dense_fp8_flops=330.3e12,
     ),
     "a6000": GpuModel(
         key="a6000",
@@ -117,8 +219,30 @@ GPUS: dict[str, GpuModel] = {
         # Same datasheet: Max Power Consumption 300 W.
         tdp_watts=300.0,
         idle_watts=22.0,
+        calibration=Calibration(
+            GDDR_DECODE_BANDWIDTH_EFFICIENCY,
+            PREFILL_COMPUTE_EFFICIENCY,
+            PREFILL_OVERHEAD_S,
+            STEP_OVERHEAD_S,
+            _GDDR_SOURCE,
+        ),
+        # Same datasheet: NVIDIA NVLink, 112.5 GB/s (bidirectional), two cards per bridge.
+        link=Interconnect("NVLink bridge", 56.25e9, NVLINK_ALL_REDUCE_LATENCY_S),
+        # No FP8 tensor cores on Ampere.
+        dense_fp8_flops=None,
     ),
 }
+
+
+def peak_flops(gpu: GpuModel, precision: str) -> float:
+    """Dense tensor FLOPS of one GPU at "bf16" or "fp8"; ValueError where there is none."""
+    if precision == "bf16":
+        return gpu.dense_bf16_flops
+    if precision != "fp8":
+        raise ValueError(f"unknown precision {precision!r}; use bf16 or fp8")
+    if gpu.dense_fp8_flops is None:
+        raise ValueError(f"{gpu.name} has no FP8 tensor cores; serve this model in bf16")
+    return gpu.dense_fp8_flops
 
 
 def find_gpu(key: str) -> GpuModel:

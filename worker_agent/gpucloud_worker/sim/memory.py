@@ -66,7 +66,7 @@ def default_models(gpu: GpuModel, gpu_count: int = 1) -> tuple[ModelSpec, ...]:
     """
     chosen: list[ModelSpec] = []
     floor = DEFAULT_KV_HEADROOM * usable_bytes(gpu, gpu_count)
-    for model in MODELS:
+    for model in (model for model in MODELS if model.default):
         candidate = [*chosen, model]
         if not fits(candidate, gpu, gpu_count):
             continue

@@ -1,4 +1,4 @@
-"""The simulated model catalog: real open models and the sizes that drive the roofline."""
+"""The simulated model catalog: real open models and the sizes that drive the cost model."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ class ModelSpec:
     max_context: int
     bytes_per_weight: int = BF16_BYTES
     bytes_per_kv_value: int = BF16_BYTES
+    # Whether memory.default_models may pick it; the benchmark models are served
+    # only when asked for by id.
+    default: bool = True
 
     @property
     def weight_bytes(self) -> int:
@@ -108,6 +111,51 @@ MODELS: tuple[ModelSpec, ...] = (
         kv_heads=8,
         head_dim=128,
         max_context=131_072,
+    ),
+    # The models published serving benchmarks use (CALIBRATION.md), after the ones the
+    # sim serves by default so the default choice per GPU stays the same.
+    # huggingface.co/meta-llama/Meta-Llama-3-8B-Instruct: 8.03B params; config.json:
+    # num_hidden_layers 32, hidden_size 4096, num_key_value_heads 8,
+    # max_position_embeddings 8192.
+    ModelSpec(
+        id="meta-llama/Meta-Llama-3-8B-Instruct",
+        owned_by="meta-llama",
+        parameters=8_030_000_000,
+        layers=32,
+        hidden_size=4096,
+        kv_heads=8,
+        head_dim=128,
+        max_context=8192,
+        default=False,
+    ),
+    # huggingface.co/meta-llama/Llama-2-7b-chat-hf: 6.74B params; config.json:
+    # num_hidden_layers 32, hidden_size 4096, num_key_value_heads 32 (multi-head
+    # attention: four times the KV cache per token of the GQA models above),
+    # max_position_embeddings 4096.
+    ModelSpec(
+        id="meta-llama/Llama-2-7b-chat-hf",
+        owned_by="meta-llama",
+        parameters=6_740_000_000,
+        layers=32,
+        hidden_size=4096,
+        kv_heads=32,
+        head_dim=128,
+        max_context=4096,
+        default=False,
+    ),
+    # huggingface.co/Qwen/Qwen2.5-7B-Instruct: card "Number of Parameters: 7.61B",
+    # "Number of Layers: 28", "28 for Q and 4 for KV"; config.json: hidden_size 3584
+    # (head_dim 3584/28 = 128), max_position_embeddings 32768.
+    ModelSpec(
+        id="Qwen/Qwen2.5-7B-Instruct",
+        owned_by="Qwen",
+        parameters=7_610_000_000,
+        layers=28,
+        hidden_size=3584,
+        kv_heads=4,
+        head_dim=128,
+        max_context=32_768,
+        default=False,
     ),
 )
 

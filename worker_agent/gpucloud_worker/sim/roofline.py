@@ -1,9 +1,14 @@
-"""The roofline timing model: prefill and decode step times from GPU and model figures."""
+"""The uncalibrated roofline: closed-form prefill and decode times (superseded by cost.py).
+
+The engine (engine.py) runs the calibrated step cost of cost.py; these formulas stay
+for the tests that pin them until those move to the engine.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from gpucloud_worker.sim import cost
 from gpucloud_worker.sim.gpus import GpuModel
 from gpucloud_worker.sim.models import ModelSpec
 
@@ -85,5 +90,6 @@ def generation_seconds(
 
 
 def tokens_per_second(model: ModelSpec, gpu: GpuModel, gpu_count: int = 1) -> float:
-    """Decode speed of a single sequence with a short context (weights dominate)."""
-    return 1.0 / decode_step_seconds(model, gpu, 1, 0, gpu_count)
+    """Decode speed of a single sequence with a short context, from the calibrated
+    cost model the engine runs (cost.decode_seconds)."""
+    return 1.0 / cost.decode_seconds(cost.Deployment(model, gpu, gpu_count), 1, 0)

@@ -1,0 +1,131 @@
+"""Published measurements the sim is calibrated against, and the sim's figure for each.
+
+CALIBRATION.md is `table()`; a test keeps the two in step and each row within its
+tolerance. Every figure is simulated by the same engine the workers and the
+profiler run, on the virtual clock, at batch 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from gpucloud_worker.sim.gpus import GIB, GPUS, GpuModel
+from gpucloud_worker.sim.models import ModelSpec, find_model
+from gpucloud_worker.sim.profile import profile
+
+# The A100 40GB SXM of Databricks' measurement: "NVIDIA A100 Tensor Core GPU"
+# datasheet, A100 40GB SXM column: 40GB HBM2, 1,555 GB/s; the rest as the 80GB card.
+A100_40GB = replace(GPUS["a100"], key="a100-40gb", name="NVIDIA A100 40GB SXM",
+                    memory_bytes=40 * GIB, bandwidth_bytes_per_s=1555e9)  # fmt: skip
+# huggingface.co/mosaicml/mpt-7b: 6.7B parameters; config.json: n_layers 32,
+# d_model 4096, n_heads 32 (multi-head attention), max_seq_len 2048. Reference only,
+# not served.
+MPT_7B = ModelSpec(
+    id="mosaicml/mpt-7b",
+    owned_by="mosaicml",
+    parameters=6_700_000_000,
+    layers=32,
+    hidden_size=4096,
+    kv_heads=32,
+    head_dim=128,
+    max_context=2048,
+    default=False,
+)
+LLAMA3_8B = find_model("meta-llama/Meta-Llama-3-8B-Instruct")
+LLAMA2_7B = find_model("meta-llama/Llama-2-7b-chat-hf")
+
+VLLM = "vLLM benchmark, Llama-3-8B BF16, batch ~1"
+DATABRICKS = "Databricks, LLM Inference Performance Engineering: Best Practices"
+TRTLLM = "TensorRT-LLM A100 prefill: share of peak FLOPS"
+MBU = "Serving engines' decode memory-bandwidth utilisation"
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """A published figure and the setting that reproduces it on the sim.
+
+    `metric`: "tpot_ms" / "ttft_ms" (batch 1), "mfu" (2 x params x prompt FLOPs over
+    TTFT x peak) or "mbu" (weights + KV bytes read per token over TPOT x bandwidth).
+    `tolerance` is relative; `low`/`high` bound a published range instead.
+    """
+
+    source: str
+    gpu: GpuModel
+    model: ModelSpec
+    prompt_tokens: int
+    output_tokens: int
+    metric: str
+    published: float
+    tolerance: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+
+    @property
+    def setting(self) -> str:
+        return (
+            f"{self.model.id.split('/')[-1]} on {self.gpu.name}, "
+            f"{self.prompt_tokens} in / {self.output_tokens} out"
+        )
+
+    def simulate(self) -> float:
+        result = profile(self.gpu, self.model, self.prompt_tokens, self.output_tokens, requests=1)
+        run = result.requests[0]
+        if self.metric == "tpot_ms":
+            return run.tpot_ms
+        if self.metric == "ttft_ms":
+            return run.ttft_ms
+        if self.metric == "mfu":
+            flops = 2.0 * self.model.parameters * self.prompt_tokens
+            return flops / (run.ttft_ms / 1e3 * self.gpu.dense_bf16_flops)
+        context = self.prompt_tokens + self.output_tokens / 2
+        read = self.model.weight_bytes + self.model.kv_bytes_per_token * context
+        return read / (run.tpot_ms / 1e3 * self.gpu.bandwidth_bytes_per_s)
+
+    def error(self, simulated: float) -> float:
+        """Relative error against the figure, or 0 inside a published range."""
+        if self.high:
+            return 0.0 if self.low <= simulated <= self.high else float("inf")
+        return (simulated - self.published) / self.published
+
+    def within(self, simulated: float) -> bool:
+        return abs(self.error(simulated)) <= self.tolerance
+
+
+def _mbu(gpu: str, low: float, high: float) -> Measurement:
+    return Measurement(MBU, GPUS[gpu], LLAMA3_8B, 512, 256, "mbu", 0.0, 0.0, low, high)
+
+
+MEASUREMENTS: tuple[Measurement, ...] = (
+    Measurement(VLLM, GPUS["h100"], LLAMA3_8B, 512, 256, "tpot_ms", 7.56, 0.10),
+    Measurement(VLLM, GPUS["a100"], LLAMA3_8B, 512, 256, "tpot_ms", 12.01, 0.10),
+    Measurement(DATABRICKS, A100_40GB, MPT_7B, 512, 1, "ttft_ms", 46.0, 0.20),
+    Measurement(TRTLLM, GPUS["a100"], LLAMA2_7B, 128, 1, "mfu", 0.35, 0.20),
+    Measurement(TRTLLM, GPUS["a100"], LLAMA2_7B, 2048, 1, "mfu", 0.70, 0.20),
+    _mbu("h100", 0.60, 0.75),
+    _mbu("a100", 0.60, 0.75),
+    _mbu("rtx4090", 0.75, 0.87),
+    _mbu("a6000", 0.75, 0.87),
+)
+
+
+def table() -> str:
+    """The Markdown table of CALIBRATION.md."""
+    rows = [
+        "| source | setting | metric | published | sim | error | tolerance |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for measurement in MEASUREMENTS:
+        simulated = measurement.simulate()
+        if measurement.high:
+            published = f"{measurement.low:.2f}-{measurement.high:.2f}"
+            error = "in range" if measurement.within(simulated) else "OUT OF RANGE"
+            tolerance = "range"
+        else:
+            published = f"{measurement.published:g}"
+            error = f"{100 * measurement.error(simulated):+.1f} %"
+            tolerance = f"±{100 * measurement.tolerance:.0f} %"
+        rows.append(
+            f"| {measurement.source} | {measurement.setting} | {measurement.metric} "
+            f"| {published} | {simulated:.3g} | {error} | {tolerance} |"
+        )
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,118 @@
+"""A fleet of engines on one virtual clock, fed by a closed- or open-loop workload."""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+from gpucloud_worker.sim.engine import GpuEngine
+from gpucloud_worker.sim.kv import BLOCK_TOKENS
+from gpucloud_worker.sim.models import ModelSpec
+from gpucloud_worker.sim.results import ProfileResult, RequestResult, Summary
+from gpucloud_worker.sim.sched import Sequence as Sequence_
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """Identical requests: `concurrency` in flight (closed loop) or Poisson arrivals at
+    `rate` per second (open loop, seeded). Neither: one at a time."""
+
+    prompt_tokens: int
+    output_tokens: int
+    requests: int = 100
+    concurrency: int | None = None
+    rate: float | None = None
+    # Leading prompt tokens every request shares (a system prompt): prefix cache hits.
+    shared_prefix_tokens: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.concurrency is not None and self.rate is not None:
+            raise ValueError("give concurrency (closed loop) or rate (open loop), not both")
+        if self.requests < 1 or self.prompt_tokens < 1 or self.output_tokens < 1:
+            raise ValueError("requests, prompt_tokens and output_tokens must be >= 1")
+        if (self.concurrency or 1) < 1 or (self.rate is not None and not self.rate > 0):
+            raise ValueError("concurrency must be >= 1 and rate > 0")
+
+    def keys(self, request: int) -> tuple[Hashable, ...]:
+        """Block keys of one request's prompt: the shared prefix, then its own blocks."""
+        shared = min(self.shared_prefix_tokens, self.prompt_tokens) // BLOCK_TOKENS
+        own = self.prompt_tokens // BLOCK_TOKENS - shared
+        return (*(("shared", j) for j in range(shared)), *((request, j) for j in range(own)))
+
+    def first_arrivals(self) -> list[float]:
+        """Arrival times known up front: all of them in an open loop."""
+        if self.rate is None:
+            return [0.0] * min(self.concurrency or 1, self.requests)
+        rng = random.Random(self.seed)
+        times, now = [], 0.0
+        for _ in range(self.requests):
+            times.append(now)
+            now += rng.expovariate(self.rate)
+        return times
+
+
+def simulate_fleet(
+    engines: Sequence[GpuEngine], model: ModelSpec, workload: Workload
+) -> ProfileResult:
+    """Runs `workload` on `engines`, each request sent to the least loaded engine.
+
+    A discrete-event loop: the earliest event is either an arrival or the next step
+    of a busy engine; nothing sleeps. Closed loop: each finished request sends the
+    next one at its finish time.
+    """
+    arrivals = workload.first_arrivals()
+    heapq.heapify(arrivals)
+    sent, done, steps = 0, [], 0
+    worker_of: dict[Sequence_, int] = {}
+    closed = workload.rate is None
+    while arrivals or any(engine.has_work() for engine in engines):
+        engine = _next_stepping(engines)
+        if arrivals and (engine is None or arrivals[0] <= engine.now):
+            seq, worker = _dispatch(engines, model, workload, sent, heapq.heappop(arrivals))
+            worker_of[seq] = worker
+            sent += 1
+            continue
+        assert engine is not None
+        result = engine.step()
+        steps += 1
+        for seq in result.finished if result else ():
+            done.append(RequestResult.of(seq, worker_of.pop(seq)))
+            if closed and sent + len(arrivals) < workload.requests:
+                heapq.heappush(arrivals, engine.now)
+    return _result(engines, done, steps)
+
+
+def _next_stepping(engines: Sequence[GpuEngine]) -> GpuEngine | None:
+    busy = [engine for engine in engines if engine.has_work()]
+    return min(busy, key=lambda engine: engine.now) if busy else None
+
+
+def _dispatch(
+    engines: Sequence[GpuEngine], model: ModelSpec, workload: Workload, request: int, at: float
+) -> tuple[Sequence_, int]:
+    worker = min(range(len(engines)), key=lambda i: engines[i].live_sequences)
+    engine = engines[worker]
+    if not engine.has_work():
+        engine.advance_to(at)
+    (seq,) = engine.add(
+        model, workload.prompt_tokens, workload.output_tokens, workload.keys(request), arrival_s=at
+    )
+    return seq, worker
+
+
+def _result(engines: Sequence[GpuEngine], done: list[RequestResult], steps: int) -> ProfileResult:
+    done.sort(key=lambda r: r.arrival_s)
+    start = done[0].arrival_s if done else 0.0
+    end = max((r.arrival_s + r.e2e_ms / 1e3 for r in done), default=start)
+    span = end - start
+    return ProfileResult(
+        summary=Summary.of(done, span),
+        requests=tuple(done),
+        simulated_s=span if math.isfinite(span) else 0.0,
+        steps=steps,
+        preemptions=sum(engine.preemptions for engine in engines),
+    )

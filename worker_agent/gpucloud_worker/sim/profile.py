@@ -1,0 +1,54 @@
+"""`gpucloud sim profile` as a library: one worker's latencies on the virtual clock."""
+
+from __future__ import annotations
+
+from gpucloud_worker.sim.engine import GpuEngine
+from gpucloud_worker.sim.fleet import Workload, simulate_fleet
+from gpucloud_worker.sim.gpus import GpuModel, find_gpu
+from gpucloud_worker.sim.models import ModelSpec, find_model
+from gpucloud_worker.sim.results import ProfileResult
+from gpucloud_worker.sim.sched import EngineConfig
+
+
+def profile(
+    gpu: str | GpuModel,
+    model: str | ModelSpec,
+    prompt_tokens: int,
+    output_tokens: int,
+    concurrency: int | None = None,
+    requests: int = 100,
+    rate: float | None = None,
+    gpu_count: int = 1,
+    precision: str = "bf16",
+    seed: int = 0,
+    *,
+    workers: int = 1,
+    shared_prefix_tokens: int = 0,
+    config: EngineConfig | None = None,
+) -> ProfileResult:
+    """Simulates `requests` identical requests on `workers` workers of `gpu_count` GPUs.
+
+    Closed loop with `concurrency` requests in flight, or open loop with Poisson
+    arrivals at `rate` per second (seeded); neither means one request at a time.
+    Runs on a virtual clock: seconds of GPU time cost milliseconds of CPU.
+    ValueError for an unknown GPU or model, FP8 on a GPU without it, or a model
+    that does not fit.
+    """
+    card = find_gpu(gpu) if isinstance(gpu, str) else gpu
+    spec = find_model(model) if isinstance(model, str) else model
+    workload = Workload(
+        prompt_tokens,
+        output_tokens,
+        requests,
+        concurrency,
+        rate,
+        shared_prefix_tokens=shared_prefix_tokens,
+        seed=seed,
+    )
+    engines = [
+        GpuEngine(card, [spec], gpu_count=gpu_count, precision=precision, config=config)
+        for _ in range(workers)
+    ]
+    if engines[0].context_limit(spec) < 1:
+        raise ValueError(f"{spec.id} does not fit on {gpu_count} x {card.name} in {precision}")
+    return simulate_fleet(engines, spec, workload)
