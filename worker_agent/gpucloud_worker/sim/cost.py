@@ -131,7 +131,9 @@ def step_cost(deployment: Deployment, work: StepWork) -> StepCost:
     batch = work.decode_sequences + (work.prefill_tokens > 0)
     efficiency = bandwidth_efficiency(calibration, batch, deployment.gpu_count)
     memory_s = read / (deployment.bandwidth * efficiency)
-    overhead_s = calibration.step_overhead_s + work.new_requests * calibration.prefill_overhead_s
+    overhead_s = calibration.step_overhead_s
+    if work.new_requests:
+        overhead_s += calibration.prefill_overhead_s
     return StepCost(compute_s, memory_s, communication_seconds(deployment, tokens), overhead_s)
 
 

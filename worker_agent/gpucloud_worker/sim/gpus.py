@@ -30,8 +30,10 @@ class Calibration:
     # Share of peak tensor FLOPS a large prefill GEMM reaches (the asymptote of the
     # token-count curve in cost.compute_efficiency).
     prefill_compute_efficiency: float
-    # Fixed GPU-side cost of a request's first prefill chunk (input preparation,
-    # first sampling), added to the step that starts it.
+    # Fixed cost of a step that starts the prefill of one or more requests (input
+    # preparation, kernels launched outside the decode step's CUDA graph); at batch 1
+    # it is the per-request prefill overhead. Charged once per step, not per request,
+    # so a burst of short prompts is not serialised by it.
     prefill_overhead_s: float
     # Fixed cost of every engine step (scheduling, kernel launches, sampling).
     step_overhead_s: float
