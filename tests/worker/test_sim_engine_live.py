@@ -106,3 +106,22 @@ def test_fp8_is_refused_on_a_gpu_without_fp8_tensor_cores() -> None:
     with pytest.raises(ValueError, match="no FP8"):
         SimBackend("a100", [LLAMA_8B], precision="fp8")
     assert SimBackend("h100", [LLAMA_8B], precision="fp8").engine.weight_bytes == 8_030_000_000
+
+
+@pytest.mark.parametrize("speed", [0.0, 1000.0])
+async def test_a_generation_ending_while_the_last_one_finishes_leaves_it_its_token(
+    speed: float,
+) -> None:
+    # The short request ends (and its generator closes) while the driver sleeps through
+    # the step that finishes the long one: that step's token must still be delivered.
+    backend = SimBackend("h100", [LLAMA_8B], speed=speed)
+
+    async def run(max_tokens: int) -> int:
+        tokens = 0
+        async for event in backend.generate(chat(Message("user", "hi"), max_tokens=max_tokens)):
+            tokens += event.tokens if isinstance(event, Chunk) else 0
+        return tokens
+
+    both = asyncio.gather(run(1), run(2))
+    assert await asyncio.wait_for(both, 10) == [1, 2]
+    assert backend.active_sequences == 0

@@ -7,6 +7,7 @@ import contextlib
 import time
 
 from gpucloud_worker.sim.engine import GpuEngine
+from gpucloud_worker.sim.sched import Sequence
 
 
 class LiveClock:
@@ -46,6 +47,8 @@ class LiveDriver:
         self.engine = engine
         self.clock = LiveClock(speed, engine)
         self._task: asyncio.Task[None] | None = None
+        # Sequences given a token by the step being slept through, not yet told.
+        self._undelivered: list[Sequence] = []
 
     def wake(self) -> None:
         """Starts the driver if it is not running (call after adding sequences)."""
@@ -54,8 +57,13 @@ class LiveDriver:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def settle(self) -> None:
-        """Stops the driver at once if no sequence is left (call after aborting)."""
-        if self._task is not None and not self.engine.has_work():
+        """Stops the driver at once if no sequence is left (call after aborting).
+
+        A sequence that finished in the step being slept through still waits for its
+        last token, so the driver stays until that is delivered.
+        """
+        waiting = any(seq.on_token is not None for seq in self._undelivered)
+        if self._task is not None and not self.engine.has_work() and not waiting:
             self._task.cancel()
             self._task = None
 
@@ -71,7 +79,9 @@ class LiveDriver:
             result = self.engine.step()
             if result is None:
                 return
+            self._undelivered = result.emitted
             await self.clock.sleep_until(self.engine.now)
+            self._undelivered = []
             for seq in result.emitted:
                 if seq.on_token is not None:
                     seq.on_token(seq)
