@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar, cast
 
 import grpc
 
@@ -14,11 +14,16 @@ from gpucloud_server.servicers.metadata import request_id
 
 log = logging.getLogger("gpucloud.core")
 
-Context: TypeAlias = grpc.aio.ServicerContext
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Arg = TypeVar("Arg")  # what a handler takes: one request, or the stream of them
 
-
-async def _abort(context: Context, error: GpucloudError) -> None:
-    await context.abort(grpc.StatusCode[error.status], error.message, trailing_metadata(error))
+if TYPE_CHECKING:
+    # The handlers grpc.aio runs are coroutines and async generators; grpc's stubs type
+    # the synchronous ones, so the interceptor names what it really receives.
+    Context: TypeAlias = grpc.aio.ServicerContext[Req, Resp]
+    Unary: TypeAlias = Callable[[Arg, Context[Req, Resp]], Awaitable[Resp]]
+    Streaming: TypeAlias = Callable[[Arg, Context[Req, Resp]], AsyncIterator[Resp]]
 
 
 def trailing_metadata(error: GpucloudError) -> tuple[tuple[str, str], ...]:
@@ -34,14 +39,18 @@ def trailing_metadata(error: GpucloudError) -> tuple[tuple[str, str], ...]:
     return tuple(trailing)
 
 
-async def _internal(context: Context, method: str) -> None:
+async def _abort(context: Context[Any, Any], error: GpucloudError) -> NoReturn:
+    await context.abort(grpc.StatusCode[error.status], error.message, trailing_metadata(error))
+
+
+async def _internal(context: Context[Any, Any], method: str) -> NoReturn:
     rid = request_id(context)
     log.exception("unexpected error", extra={"request_id": rid, "method": method})
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
 
 
-def _wrap_unary(fn: Callable[[Any, Context], Awaitable[Any]], method: str) -> Callable[..., Any]:
-    async def call(request: Any, context: Context) -> Any:
+def _wrap_unary(fn: Unary[Arg, Req, Resp], method: str) -> Unary[Arg, Req, Resp]:
+    async def call(request: Arg, context: Context[Req, Resp]) -> Resp:
         try:
             return await fn(request, context)
         except GpucloudError as error:
@@ -54,10 +63,8 @@ def _wrap_unary(fn: Callable[[Any, Context], Awaitable[Any]], method: str) -> Ca
     return call
 
 
-def _wrap_stream(
-    fn: Callable[[Any, Context], AsyncIterator[Any]], method: str
-) -> Callable[..., Any]:
-    async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+def _wrap_stream(fn: Streaming[Arg, Req, Resp], method: str) -> Streaming[Arg, Req, Resp]:
+    async def call(request: Arg, context: Context[Req, Resp]) -> AsyncIterator[Resp]:
         try:
             async for response in fn(request, context):
                 yield response
@@ -71,36 +78,37 @@ def _wrap_stream(
     return call
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Maps the error hierarchy to aborts with trailing metadata (e.g. retry-after-ms)."""
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Req, Resp] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Req, Resp] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
-        codec = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
+        decode, encode = handler.request_deserializer, handler.response_serializer
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method), **codec
-            )
+            unary = cast("Unary[Req, Req, Resp]", handler.unary_unary)
+            return grpc.unary_unary_rpc_method_handler(_wrap_unary(unary, method), decode, encode)
         if handler.unary_stream:
+            streaming = cast("Streaming[Req, Req, Resp]", handler.unary_stream)
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method), **codec
+                _wrap_stream(streaming, method), decode, encode
             )
         if handler.stream_stream:
+            streams = cast("Streaming[AsyncIterator[Req], Req, Resp]", handler.stream_stream)
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, method), **codec
+                _wrap_stream(streams, method), decode, encode
             )
         if handler.stream_unary:
+            gathers = cast("Unary[AsyncIterator[Req], Req, Resp]", handler.stream_unary)
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method), **codec
+                _wrap_unary(gathers, method), decode, encode
             )
         return handler

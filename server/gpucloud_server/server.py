@@ -144,8 +144,7 @@ class CoreServer:
         )
         cert, key = self.settings.tls_cert, self.settings.tls_key
         if cert is not None and key is not None:
-            pair = ((key.read_bytes(), cert.read_bytes()),)
-            credentials = grpc.ssl_server_credentials(pair)
+            credentials = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
             self.port = server.add_secure_port(self.settings.grpc_address, credentials)
         else:
             self.port = server.add_insecure_port(self.settings.grpc_address)
@@ -167,13 +166,12 @@ class CoreServer:
     async def stop(self, grace: float | None = None) -> None:
         """Stops taking tasks, lets running ones finish within `grace`, then flushes usage."""
         grace = self.settings.shutdown_grace_s if grace is None else grace
-        self.scheduler.closing = True
+        self.scheduler.close()
         await self.health.enter_graceful_shutdown()
         deadline = time.monotonic() + grace
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.scheduler.idle.wait(), grace)
-        for worker in self.scheduler.registry.live():
-            worker.outbox.put_nowait(None)
+        self.scheduler.end_sessions()
         if self._server is not None:
             await self._server.stop(max(0.0, min(1.0, deadline - time.monotonic())))
         for task in self._background:

@@ -15,7 +15,7 @@ KEY = KeyPrincipal("k", "u", "k", 5, frozenset(), 0, 0)
 
 
 def test_waiting_deltas_of_one_choice_join_and_the_rest_is_kept() -> None:
-    task = Task(id="t", spec=TaskSpec("m", 5, KEY, "r", None))
+    task = Task("t", TaskSpec("m", 5, KEY, "r", None), enqueued_at=0.0, created_at=0.0)
     for event in (Delta(0, "b"), Delta(0, "c"), Delta(1, "x"), Delta(0, "d")):
         task.events.put_nowait(event)
     joined, held = _coalesce(Delta(0, "a"), task)
@@ -25,7 +25,7 @@ def test_waiting_deltas_of_one_choice_join_and_the_rest_is_kept() -> None:
 
 
 def test_a_lone_delta_is_left_alone() -> None:
-    task = Task(id="t", spec=TaskSpec("m", 5, KEY, "r", None))
+    task = Task("t", TaskSpec("m", 5, KEY, "r", None), enqueued_at=0.0, created_at=0.0)
     task.events.put_nowait(Finished((), 1, 1, 0))
     joined, held = _coalesce(Delta(0, "a"), task)
     assert joined == Delta(0, "a")

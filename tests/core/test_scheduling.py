@@ -206,3 +206,30 @@ async def test_list_models_reports_served_models(cluster: Cluster) -> None:
     )
     assert {(m.id, m.workers) for m in reply.models} == {("m1", 1), ("m2", 2)}
     assert MODEL not in {m.id for m in reply.models}
+
+
+async def test_a_queued_caller_hears_its_new_position_when_the_task_ahead_leaves(
+    cluster: Cluster,
+) -> None:
+    backend = ScriptedBackend(slots=1, tokens=1)
+    backend.gate = asyncio.Event()
+    await cluster.add_worker(backend, "w1")
+    running = cluster.chat()
+    await until(lambda: backend.started)
+    ahead = cluster.chat()
+    assert (await asyncio.wait_for(ahead.read(), 10)).queued.position == 0
+    behind = cluster.chat()
+    heard = await asyncio.wait_for(behind.read(), 10)
+    assert heard.WhichOneof("event") == "queued" and heard.queued.position == 1
+    # Nothing polls: only the queue's change notification can bring the news.
+    ahead.cancel()
+    heard = await asyncio.wait_for(behind.read(), 10)
+    assert heard.WhichOneof("event") == "queued" and heard.queued.position == 0
+    # A task joining behind it leaves its position alone, so it hears nothing until it starts.
+    later = cluster.chat()
+    assert (await asyncio.wait_for(later.read(), 10)).queued.position == 1
+    backend.gate.set()
+    heard = await asyncio.wait_for(behind.read(), 10)
+    assert heard.WhichOneof("event") == "started"
+    for call in (running, behind, later):
+        await collect(call)

@@ -9,9 +9,10 @@ from typing import Any
 from conftest import MODEL, Keys
 
 from gpucloud_server.config import CoreSettings
+from gpucloud_server.scheduling.outbox import Assign, Cancel
 from gpucloud_server.scheduling.registry import Gpu, WorkerInfo
-from gpucloud_server.scheduling.scheduler import Assign, Cancel, Scheduler
-from gpucloud_server.scheduling.tasks import TaskSpec
+from gpucloud_server.scheduling.scheduler import Scheduler
+from gpucloud_server.scheduling.tasks import Delta, TaskSpec
 from gpucloud_server.server import scheduler_config
 
 
@@ -44,9 +45,9 @@ async def test_assignments_cancellations_and_task_events_use_the_given_channels(
     key = await Keys().authenticate("key-a")
     task = scheduler.submit(TaskSpec(MODEL, 5, key, "req-1", None))
     assert worker.outbox is made[0] and task.events is made[1]
-    scheduler.chunk(worker, task.id, task.attempt, 0, "hi", 1, 3)
+    scheduler.chunk(worker, task.ref, Delta(0, "hi"), tokens=1, prompt_tokens=3)
     scheduler.cancel(task)
     [assign, cancel] = made[0].sent
     assert isinstance(assign, Assign) and assign.task is task
-    assert cancel == Cancel(task.id, task.attempt)
+    assert cancel == Cancel(task.ref)
     assert [type(event).__name__ for event in made[1].sent] == ["Started", "Delta"]

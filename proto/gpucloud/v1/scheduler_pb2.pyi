@@ -215,7 +215,9 @@ Global___ContentDelta: _TypeAlias = ContentDelta  # noqa: Y015
 
 @_typing.final
 class CompletedChatCompletion(_message.Message):
-    """The end of a successful completion."""
+    """A whole completion in one message, for a call with `collect` set: what the
+    stream would have told, with the deltas of each choice joined.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -251,6 +253,8 @@ Global___CompletedChatCompletion: _TypeAlias = CompletedChatCompletion  # noqa: 
 
 @_typing.final
 class CompletionFinished(_message.Message):
+    """The end of a successful completion: how each choice ended and what it used."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CHOICES_FIELD_NUMBER: _builtins.int

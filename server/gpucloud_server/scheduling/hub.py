@@ -1,4 +1,5 @@
-"""A tiny in-process pub/sub for live views: slow subscribers lose old items, never block."""
+"""In-process signals for live views: a pub/sub whose slow subscribers lose old items
+rather than block, and a version counter that waiters follow without polling."""
 
 from __future__ import annotations
 
@@ -29,3 +30,28 @@ class Hub(Generic[T]):
             yield queue
         finally:
             self._subscribers.discard(queue)
+
+
+class Version:
+    """Counts changes to some state; `wait` returns once it moved past a seen value.
+
+    Each change sets the current event and replaces it, so every waiter wakes at once
+    and the synchronous code that bumps it needs no lock (an `asyncio.Condition` would)."""
+
+    def __init__(self) -> None:
+        self._value = 0
+        self._moved = asyncio.Event()
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+    def bump(self) -> None:
+        self._value += 1
+        self._moved.set()
+        self._moved = asyncio.Event()
+
+    async def wait(self, seen: int) -> None:
+        """Returns once the value differs from `seen` (at once if it already does)."""
+        while self._value == seen:
+            await self._moved.wait()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING
 from gpucloud_server.scheduling.seams import ChannelFactory, TaskChannel
 
 if TYPE_CHECKING:
+    from gpucloud_server.scheduling.outbox import WorkerMessage
     from gpucloud_server.scheduling.tasks import Task
 
 
@@ -58,14 +58,14 @@ class Worker:
 
     info: WorkerInfo
     session: int
-    outbox: TaskChannel[object | None] = field(default_factory=asyncio.Queue)
+    connected_at: float  # wall clock
+    last_heartbeat: float  # wall clock, for the dashboard
+    last_seen: float  # monotonic clock: the heartbeat deadline runs from here
+    outbox: TaskChannel[WorkerMessage | None] = field(default_factory=asyncio.Queue)
     state: WorkerState = WorkerState.ONLINE
     active: dict[str, Task] = field(default_factory=dict)
     readings: tuple[GpuReading, ...] = ()
     status_message: str = ""
-    connected_at: float = field(default_factory=time.time)
-    last_heartbeat: float = field(default_factory=time.time)
-    last_seen: float = field(default_factory=time.monotonic)
     tasks_completed: int = 0
     failures_in_a_row: int = 0  # tasks given back since the last one it finished
     beats: int = 0  # heartbeats received in this session
@@ -103,14 +103,15 @@ class Registry:
     def get(self, worker_id: str) -> Worker | None:
         return self._workers.get(worker_id)
 
-    def add(self, info: WorkerInfo) -> tuple[Worker, Worker | None]:
-        """Registers a session; returns it and the session it replaces, if any."""
+    def add(self, info: WorkerInfo, *, now: float, wall: float) -> tuple[Worker, Worker | None]:
+        """Registers a session at `now` (monotonic) / `wall` (unix time); returns it and
+        the session it replaces, if any."""
         self._sessions += 1
         previous = self._workers.get(info.worker_id)
-        worker = Worker(info, self._sessions, outbox=self._channel())
+        worker = Worker(info, self._sessions, wall, wall, now, outbox=self._channel())
         self._workers[info.worker_id] = worker
         for model, owned_by in info.models:
-            self.model_first_seen.setdefault(model, (time.time(), owned_by))
+            self.model_first_seen.setdefault(model, (wall, owned_by))
         if previous is not None and previous.state is WorkerState.OFFLINE:
             previous = None
         return worker, previous

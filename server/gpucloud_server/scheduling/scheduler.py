@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -23,7 +22,9 @@ from gpucloud_server.errors import (
     Unavailable,
 )
 from gpucloud_server.principal import UsageRecord
-from gpucloud_server.scheduling.hub import Hub
+from gpucloud_server.scheduling.clock import Clock
+from gpucloud_server.scheduling.hub import Hub, Version
+from gpucloud_server.scheduling.outbox import Assign, Cancel
 from gpucloud_server.scheduling.queue import FairQueue
 from gpucloud_server.scheduling.registry import (
     GpuReading,
@@ -36,10 +37,12 @@ from gpucloud_server.scheduling.seams import ChannelFactory, TaskQueue
 from gpucloud_server.scheduling.tasks import (
     Delta,
     Failed,
+    FailureKind,
     Finished,
     Queued,
     Started,
     Task,
+    TaskRef,
     TaskSpec,
     TaskState,
 )
@@ -56,22 +59,6 @@ class SchedulerConfig:
     heartbeat_timeout_s: float = 15.0
     ageing_step_s: float = 10.0
     max_attempts: int = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Assign:
-    """Outbox message: run this task."""
-
-    task: Task
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    """Outbox message: stop this task."""
-
-    task_id: str
-    attempt: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +80,13 @@ class Scheduler:
         self,
         config: SchedulerConfig,
         on_end: Callable[[TaskSpec, UsageRecord], None],
+        *,
         queue: TaskQueue[Task] | None = None,
         channel: ChannelFactory = asyncio.Queue,
+        clock: Clock = Clock(),  # noqa: B008 - immutable
     ) -> None:
         self.config = config
+        self.clock = clock
         self.registry = Registry(channel=channel)
         self._channel = channel
         self.queue: TaskQueue[Task] = queue or FairQueue(
@@ -104,18 +94,40 @@ class Scheduler:
         )
         self.events: Hub[WorkerEvent] = Hub()
         self.recent_waits_ms: deque[int] = deque(maxlen=50)
-        self.finished: deque[tuple[float, int, bool]] = deque(maxlen=10_000)  # (t, tokens, ok)
+        # (monotonic time, tokens, ok) of finished tasks, for rates on live views
+        self.finished: deque[tuple[float, int, bool]] = deque(maxlen=10_000)
         self.fenced = 0
-        self.closing = False  # set on shutdown: running tasks finish, new ones are refused
         self.idle = asyncio.Event()  # set while nothing is queued or running
         self.idle.set()
+        # Moves whenever a task joins or leaves the queue, so queued callers re-read their
+        # position then. Ageing reorders the queue with time alone; that shows at the next
+        # change, which is when the order matters.
+        self.queue_version = Version()
         self._on_end = on_end
+        self._closing = False
+
+    # ---- lifecycle -----------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        """True once `close()` was called."""
+        return self._closing
+
+    def close(self) -> None:
+        """Stops taking tasks: queued and running ones go on, new ones are refused."""
+        self._closing = True
+
+    def end_sessions(self) -> None:
+        """Ends the writer of every live worker session; each session then ends, and what
+        its worker still held is re-queued or failed as on any disconnect."""
+        for worker in self.registry.live():
+            worker.outbox.put_nowait(None)
 
     # ---- callers -------------------------------------------------------------
 
     def submit(self, spec: TaskSpec) -> Task:
         """Queues a task, or fails at once when it cannot be served."""
-        if self.closing:
+        if self._closing:
             raise Unavailable("the core is shutting down", retry_after_s=1.0)
         if not self.registry.serving(spec.model):
             raise self._no_worker(spec.model)
@@ -133,14 +145,22 @@ class Scheduler:
                 retry_after_s=1.0,
                 code="too_many_queued_requests",
             )
-        task = Task(id=uuid.uuid4().hex, spec=spec, events=self._channel())
+        task = Task(
+            id=uuid.uuid4().hex,
+            spec=spec,
+            enqueued_at=self.clock.monotonic(),
+            created_at=self.clock.wall(),
+            events=self._channel(),
+        )
         self.idle.clear()
         self.queue.push(task)
+        self.queue_version.bump()
         self._dispatch()
         return task
 
     def position(self, task: Task) -> Queued | None:
-        now = time.monotonic()
+        """Where a queued task stands now; None once it has left the queue."""
+        now = self.clock.monotonic()
         position = self.queue.position(task.id, now)
         return None if position is None else Queued(position, task.waited_ms(now))
 
@@ -151,7 +171,7 @@ class Scheduler:
         if task.state is TaskState.RUNNING and task.worker_id is not None:
             worker = self.registry.get(task.worker_id)
             if worker is not None:
-                worker.outbox.put_nowait(Cancel(task.id, task.attempt))
+                worker.outbox.put_nowait(Cancel(task.ref))
         self._end(task, "cancelled", "CANCELLED")
 
     @property
@@ -161,7 +181,9 @@ class Scheduler:
     # ---- workers -------------------------------------------------------------
 
     def connect(self, info: WorkerInfo) -> Worker:
-        worker, replaced = self.registry.add(info)
+        worker, replaced = self.registry.add(
+            info, now=self.clock.monotonic(), wall=self.clock.wall()
+        )
         if replaced is not None:
             self._lose(replaced, "the worker reconnected")
         self.events.publish(worker)
@@ -179,8 +201,8 @@ class Scheduler:
             return
         worker.readings = readings
         worker.beats += 1
-        worker.last_heartbeat = time.time()
-        worker.last_seen = time.monotonic()
+        worker.last_heartbeat = self.clock.wall()
+        worker.last_seen = self.clock.monotonic()
         worker.status_message = message
         if worker.state in (WorkerState.ONLINE, WorkerState.UNHEALTHY):
             worker.state = WorkerState.ONLINE if healthy else WorkerState.UNHEALTHY
@@ -189,42 +211,35 @@ class Scheduler:
             self._dispatch()
 
     def chunk(
-        self,
-        worker: Worker,
-        task_id: str,
-        attempt: int,
-        index: int,
-        text: str,
-        tokens: int,
-        prompt_tokens: int = 0,
+        self, worker: Worker, ref: TaskRef, delta: Delta, *, tokens: int, prompt_tokens: int = 0
     ) -> None:
-        task = self._owned(worker, task_id, attempt)
+        """Output of a running task: relayed to its caller, counted for billing."""
+        task = self._owned(worker, ref)
         if task is None:
             return
         if task.first_token_at is None:
-            task.first_token_at = time.monotonic()
+            task.first_token_at = self.clock.monotonic()
         task.relayed_tokens += tokens
         task.prompt_tokens = max(task.prompt_tokens, prompt_tokens)
-        task.events.put_nowait(Delta(index, text))
+        task.events.put_nowait(delta)
 
     def done(
         self,
         worker: Worker,
-        task_id: str,
-        attempt: int,
+        ref: TaskRef,
         reasons: tuple[tuple[int, int], ...],
+        *,
         prompt_tokens: int,
         completion_tokens: int,
     ) -> None:
-        task = self._owned(worker, task_id, attempt)
+        """A task completed; `reasons` are (choice index, FinishReason value)."""
+        task = self._owned(worker, ref)
         if task is None:
             return
         # Backends that know the real count (an upstream's usage) report it; otherwise
         # the core bills what it relayed.
         completion = completion_tokens or task.relayed_tokens
-        task.events.put_nowait(
-            Finished(reasons, prompt_tokens, completion, self._ttft_ms(task) or 0)
-        )
+        task.events.put_nowait(Finished(reasons, prompt_tokens, completion, task.ttft_ms or 0))
         worker.tasks_completed += 1
         worker.failures_in_a_row = 0
         self._end(task, "ok", "", prompt_tokens=prompt_tokens, completion_tokens=completion)
@@ -232,34 +247,24 @@ class Scheduler:
     def failed(
         self,
         worker: Worker,
-        task_id: str,
-        attempt: int,
-        kind: str,
+        ref: TaskRef,
+        kind: FailureKind,
         message: str,
+        *,
         code: str = "",
         param: str = "",
     ) -> None:
-        task = self._owned(worker, task_id, attempt)
+        """A task failed on its worker; `code` / `param` pass an invalid request's
+        OpenAI error code and field on to the caller."""
+        task = self._owned(worker, ref)
         if task is None:
             return
-        if kind == "invalid_request":
+        if kind is FailureKind.INVALID_REQUEST:
             self._fail(task, InvalidArgument(message, code=code, param=param))
-        elif kind in ("retryable", "cancelled"):
-            # The worker could not run it (e.g. its upstream is down, or it is stopping):
-            # the task goes elsewhere, or back to this worker after its next heartbeat.
-            log.warning("worker %s gave a task back: %s", worker.id, message)
-            task.failed_on[worker.id] = worker.beats
-            worker.failures_in_a_row += 1
-            # One request that a backend refuses must not bench the fleet; a worker
-            # that keeps failing rests until a heartbeat says it is healthy.
-            resting = worker.failures_in_a_row >= RESTING_AFTER_FAILURES
-            if resting and worker.state is WorkerState.ONLINE:
-                worker.state = WorkerState.UNHEALTHY
-                worker.status_message = message
-                self.events.publish(worker)
-            self._retry_or_fail(task, worker, "the worker could not run the task")
+        elif kind in (FailureKind.RETRYABLE, FailureKind.CANCELLED):
+            self._give_back(task, worker, message)
         else:
-            log.warning("task %s failed on worker %s: %s", task_id, worker.id, message)
+            log.warning("task %s failed on worker %s: %s", task.id, worker.id, message)
             self._fail(task, Internal("the worker failed while running the task"))
         self._dispatch()
 
@@ -275,12 +280,11 @@ class Scheduler:
 
     def reap(self) -> None:
         """Periodic duty: expire silent workers and tasks that waited too long."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for worker in self.registry.expired(now, self.config.heartbeat_timeout_s):
             self._lose(worker, "the worker missed its heartbeats")
         for task in list(self.queue.tasks()):
             if now - task.enqueued_at > self.config.max_queue_wait_s:
-                self.queue.remove(task.id)
                 self._fail(task, Unavailable("no worker became free in time", retry_after_s=5.0))
         self.registry.prune(now)
         self.queue.forget_keys_idle_since(now - 3600)
@@ -288,8 +292,9 @@ class Scheduler:
     # ---- internals -----------------------------------------------------------
 
     def _dispatch(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         skipped: list[Task] = []
+        assigned = False
         while self.queue:
             models = self.registry.models_with_capacity()
             task = self.queue.pop(models, now) if models else None
@@ -300,8 +305,11 @@ class Scheduler:
                 skipped.append(task)  # only workers that just gave it back are free
                 continue
             self._assign(task, worker, now)
+            assigned = True
         for task in reversed(skipped):
             self.queue.push(task, front=True)
+        if assigned:
+            self.queue_version.bump()
 
     def _assign(self, task: Task, worker: Worker, now: float) -> None:
         task.attempt += 1
@@ -322,16 +330,30 @@ class Scheduler:
     def _lose(self, worker: Worker, why: str) -> None:
         """Takes a worker out: re-queue what it had not started streaming, fail the rest."""
         worker.state = WorkerState.OFFLINE
-        worker.last_seen = time.monotonic()
+        worker.last_seen = self.clock.monotonic()
         worker.outbox.put_nowait(None)  # ends the session's writer if it is still open
         for task in list(worker.active.values()):
             self._retry_or_fail(task, worker, why)
         for task in list(self.queue.tasks()):
             if not self.registry.serving(task.model):
-                self.queue.remove(task.id)
                 self._fail(task, self._no_worker(task.model))
         self.events.publish(worker)
         self._dispatch()
+
+    def _give_back(self, task: Task, worker: Worker, message: str) -> None:
+        """The worker could not run the task (e.g. its upstream is down, or it is stopping):
+        the task goes elsewhere, or back to this worker after its next heartbeat."""
+        log.warning("worker %s gave a task back: %s", worker.id, message)
+        task.failed_on[worker.id] = worker.beats
+        worker.failures_in_a_row += 1
+        # One request that a backend refuses must not bench the fleet; a worker that
+        # keeps failing rests until a heartbeat says it is healthy.
+        resting = worker.failures_in_a_row >= RESTING_AFTER_FAILURES
+        if resting and worker.state is WorkerState.ONLINE:
+            worker.state = WorkerState.UNHEALTHY
+            worker.status_message = message
+            self.events.publish(worker)
+        self._retry_or_fail(task, worker, "the worker could not run the task")
 
     def _retry_or_fail(self, task: Task, worker: Worker, why: str) -> None:
         worker.active.pop(task.id, None)
@@ -344,11 +366,12 @@ class Scheduler:
             self._fail(task, self._no_worker(task.model))
             return
         self.queue.push(task, front=True)
+        self.queue_version.bump()
 
     def _fail(self, task: Task, error: GpucloudError) -> None:
         task.events.put_nowait(Failed(error))
         self.events.publish(
-            TaskError(task.id, task.model, error.status, error.message, time.time())
+            TaskError(task.id, task.model, error.status, error.message, self.clock.wall())
         )
         self._end(task, "error", error.status)
 
@@ -363,46 +386,35 @@ class Scheduler:
     ) -> None:
         if task.state is TaskState.DONE:
             return
-        self.queue.remove(task.id)
+        if self.queue.remove(task.id) is not None:
+            self.queue_version.bump()
         worker = self.registry.get(task.worker_id) if task.worker_id else None
         if worker is not None and worker.active.get(task.id) is task:
             del worker.active[task.id]
         task.state = TaskState.DONE
         if not self.queue and not self.running:
             self.idle.set()
-        now = time.monotonic()
+        now = self.clock.monotonic()
         tokens = task.relayed_tokens if completion_tokens is None else completion_tokens
         if prompt_tokens is None:
             prompt_tokens = task.prompt_tokens if task.streamed else 0
         self.finished.append((now, prompt_tokens + tokens, outcome != "error"))
-        key = task.spec.key
-        self._on_end(
-            task.spec,
-            UsageRecord(
-                task_id=task.id,
-                key_id=key.key_id,
-                user_id=key.user_id,
-                model=task.model,
-                worker_id=task.worker_id or "",
-                gpu=task.gpu,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=tokens,
-                queue_wait_ms=task.waited_ms(now),
-                time_to_first_token_ms=self._ttft_ms(task),
-                total_ms=int((now - task.enqueued_at) * 1000),
-                outcome=outcome,
-                error_code=error_code,
-                created_at=task.created_at,
-                finished_at=time.time(),
-            ),
+        record = task.usage(
+            outcome,
+            error_code,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=tokens,
+            now=now,
+            wall=self.clock.wall(),
         )
+        self._on_end(task.spec, record)
         if worker is not None:
             self._dispatch()
 
-    def _owned(self, worker: Worker, task_id: str, attempt: int) -> Task | None:
+    def _owned(self, worker: Worker, ref: TaskRef) -> Task | None:
         """The task if this worker session still owns this attempt; late output is fenced."""
-        task = worker.active.get(task_id) if self._current(worker) else None
-        if task is None or task.attempt != attempt or task.state is not TaskState.RUNNING:
+        task = worker.active.get(ref.task_id) if self._current(worker) else None
+        if task is None or task.attempt != ref.attempt or task.state is not TaskState.RUNNING:
             self.fenced += 1
             return None
         return task
@@ -423,9 +435,3 @@ class Scheduler:
             code="model_not_found",
             param="model",
         )
-
-    @staticmethod
-    def _ttft_ms(task: Task) -> int | None:
-        if task.first_token_at is None:
-            return None
-        return int((task.first_token_at - task.enqueued_at) * 1000)

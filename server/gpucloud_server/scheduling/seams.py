@@ -4,7 +4,9 @@ Channels carry a task's events to the caller waiting for it, and assignments and
 cancellations to a worker's session: the two signals that cross processes once the caller
 and the worker may be connected to different cores. The in-process implementations are
 `queue.FairQueue` and `asyncio.Queue`; a shared deployment passes the `Scheduler` ones
-backed by Redis (a sorted-set queue, pub/sub channels) without touching its logic.
+backed by Redis (a sorted-set queue, pub/sub channels) without touching its logic. One
+signal stays local: `Scheduler.queue_version` moves on this core's own queue changes, so
+queued callers of a shared queue hear moves made by other cores only at the next local one.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from gpucloud_server.scheduling.registry import WorkerState
@@ -24,7 +23,7 @@ class ClusterStats:
 
 
 def cluster_stats(scheduler: Scheduler) -> ClusterStats:
-    now = time.monotonic()
+    now = scheduler.clock.monotonic()
     workers = list(scheduler.registry)
     online = [w for w in workers if w.state is not WorkerState.OFFLINE]
     recent = [

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from enum import Enum
 
 from gpucloud_server.errors import GpucloudError
-from gpucloud_server.principal import KeyPrincipal
+from gpucloud_server.principal import KeyPrincipal, UsageRecord
 from gpucloud_server.scheduling.seams import TaskChannel
 
 
@@ -16,6 +15,23 @@ class TaskState(Enum):
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
+
+
+class FailureKind(Enum):
+    """Why a worker says a task failed, which decides what the scheduler does next."""
+
+    INVALID_REQUEST = "invalid_request"  # the caller's fault: fail with the worker's words
+    RETRYABLE = "retryable"  # the worker could not run it now: try elsewhere
+    CANCELLED = "cancelled"  # the worker is stopping: try elsewhere
+    INTERNAL = "internal"  # the worker broke: fail without details
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRef:
+    """One attempt at a task, as a worker names it; a stale attempt is fenced."""
+
+    task_id: str
+    attempt: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +88,8 @@ class Task:
 
     id: str
     spec: TaskSpec
-    enqueued_at: float = field(default_factory=time.monotonic)
-    created_at: float = field(default_factory=time.time)
+    enqueued_at: float  # monotonic clock
+    created_at: float  # wall clock (unix seconds)
     state: TaskState = TaskState.QUEUED
     attempt: int = 0
     worker_id: str | None = None
@@ -100,8 +116,50 @@ class Task:
         return self.spec.key.key_id
 
     @property
+    def ref(self) -> TaskRef:
+        """The current attempt."""
+        return TaskRef(self.id, self.attempt)
+
+    @property
     def streamed(self) -> bool:
         return self.first_token_at is not None
 
+    @property
+    def ttft_ms(self) -> int | None:
+        """Milliseconds from arrival to the first token, once there was one."""
+        if self.first_token_at is None:
+            return None
+        return int((self.first_token_at - self.enqueued_at) * 1000)
+
     def waited_ms(self, now: float) -> int:
         return int(((self.started_at or now) - self.enqueued_at) * 1000)
+
+    def usage(
+        self,
+        outcome: str,
+        error_code: str,
+        *,
+        prompt_tokens: int,
+        completion_tokens: int,
+        now: float,
+        wall: float,
+    ) -> UsageRecord:
+        """The task's usage record as it ends at `now` (monotonic) / `wall` (unix time)."""
+        key = self.spec.key
+        return UsageRecord(
+            task_id=self.id,
+            key_id=key.key_id,
+            user_id=key.user_id,
+            model=self.model,
+            worker_id=self.worker_id or "",
+            gpu=self.gpu,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            queue_wait_ms=self.waited_ms(now),
+            time_to_first_token_ms=self.ttft_ms,
+            total_ms=int((now - self.enqueued_at) * 1000),
+            outcome=outcome,
+            error_code=error_code,
+            created_at=self.created_at,
+            finished_at=wall,
+        )

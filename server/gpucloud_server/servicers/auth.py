@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -17,9 +17,11 @@ from gpucloud_server.identity.keys import ApiKey
 from gpucloud_server.identity.keyspec import MAX_MODELS, KeySpec
 from gpucloud_server.identity.users import ROLE_ADMIN, ROLE_MEMBER, User
 from gpucloud_server.principal import UserPrincipal
-from gpucloud_server.servicers.metadata import bearer_token
+from gpucloud_server.servicers.metadata import AnyContext, bearer_token
 
-Context: TypeAlias = grpc.aio.ServicerContext
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Context: TypeAlias = grpc.aio.ServicerContext[Req, Resp]  # the context of one RPC
 MAX_ID = 64
 MAX_ADDRESS = 64
 ROLES = {ROLE_ADMIN: auth_pb2.USER_ROLE_ADMIN, ROLE_MEMBER: auth_pb2.USER_ROLE_MEMBER}
@@ -63,7 +65,7 @@ def key_pb(key: ApiKey) -> auth_pb2.ApiKey:
     )
 
 
-def client_address(context: Context, trusted: Sequence[Network] = LOOPBACK_NETWORKS) -> str:
+def client_address(context: AnyContext, trusted: Sequence[Network] = LOOPBACK_NETWORKS) -> str:
     """The caller's IP for login throttling: the peer's own, or, when the peer is a trusted
     proxy (a gateway), the client address it forwards in x-forwarded-for."""
     peer = _peer_address(context)
@@ -78,7 +80,7 @@ def client_address(context: Context, trusted: Sequence[Network] = LOOPBACK_NETWO
     return peer
 
 
-def _peer_address(context: Context) -> str:
+def _peer_address(context: AnyContext) -> str:
     peer: str = context.peer() or "unknown"
     kind, _, rest = peer.partition(":")
     if kind in {"ipv4", "ipv6"}:
@@ -123,7 +125,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self._keys = accounts.keys
         self._trusted_proxies = trusted_proxies
 
-    async def _caller(self, context: Context) -> UserPrincipal:
+    async def _caller(self, context: AnyContext) -> UserPrincipal:
         """The session's user; a session ended by a password change is refused, also one
         made through another core (within sessions.EPOCH_RECHECK_S)."""
         token = bearer_token(context)
@@ -132,7 +134,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return await self._sessions.verify_current(token, self._users.get)
 
     async def Login(
-        self, request: auth_pb2.LoginRequest, context: Context
+        self,
+        request: auth_pb2.LoginRequest,
+        context: Context[auth_pb2.LoginRequest, auth_pb2.LoginResponse],
     ) -> auth_pb2.LoginResponse:
         address = client_address(context, self._trusted_proxies)
         result = await self._logins.login(request.email, request.password, address)
@@ -143,7 +147,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
 
     async def GetMe(
-        self, request: auth_pb2.GetMeRequest, context: Context
+        self,
+        request: auth_pb2.GetMeRequest,
+        context: Context[auth_pb2.GetMeRequest, auth_pb2.GetMeResponse],
     ) -> auth_pb2.GetMeResponse:
         caller = await self._caller(context)
         try:
@@ -153,7 +159,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.GetMeResponse(user=user_pb(user))
 
     async def ChangePassword(
-        self, request: auth_pb2.ChangePasswordRequest, context: Context
+        self,
+        request: auth_pb2.ChangePasswordRequest,
+        context: Context[auth_pb2.ChangePasswordRequest, auth_pb2.ChangePasswordResponse],
     ) -> auth_pb2.ChangePasswordResponse:
         """Ends every session of the user, the caller's too: sign in again afterwards."""
         caller = await self._caller(context)
@@ -166,7 +174,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.ChangePasswordResponse(user=user_pb(user))
 
     async def CreateUser(
-        self, request: auth_pb2.CreateUserRequest, context: Context
+        self,
+        request: auth_pb2.CreateUserRequest,
+        context: Context[auth_pb2.CreateUserRequest, auth_pb2.CreateUserResponse],
     ) -> auth_pb2.CreateUserResponse:
         caller = await self._caller(context)
         if not caller.is_admin:
@@ -176,7 +186,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.CreateUserResponse(user=user_pb(user))
 
     async def CreateApiKey(
-        self, request: auth_pb2.CreateApiKeyRequest, context: Context
+        self,
+        request: auth_pb2.CreateApiKeyRequest,
+        context: Context[auth_pb2.CreateApiKeyRequest, auth_pb2.CreateApiKeyResponse],
     ) -> auth_pb2.CreateApiKeyResponse:
         """Admins may set any priority and limits within the bounds; members at most the
         defaults (priority 5, the server's requests/tokens per minute), else PermissionDenied."""
@@ -185,14 +197,18 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.CreateApiKeyResponse(key=key_pb(created.key), secret=created.secret)
 
     async def ListApiKeys(
-        self, request: auth_pb2.ListApiKeysRequest, context: Context
+        self,
+        request: auth_pb2.ListApiKeysRequest,
+        context: Context[auth_pb2.ListApiKeysRequest, auth_pb2.ListApiKeysResponse],
     ) -> auth_pb2.ListApiKeysResponse:
         caller = await self._caller(context)
         keys = await self._keys.list(caller)
         return auth_pb2.ListApiKeysResponse(keys=[key_pb(k) for k in keys])
 
     async def RevokeApiKey(
-        self, request: auth_pb2.RevokeApiKeyRequest, context: Context
+        self,
+        request: auth_pb2.RevokeApiKeyRequest,
+        context: Context[auth_pb2.RevokeApiKeyRequest, auth_pb2.RevokeApiKeyResponse],
     ) -> auth_pb2.RevokeApiKeyResponse:
         caller = await self._caller(context)
         if not 1 <= len(request.id) <= MAX_ID:

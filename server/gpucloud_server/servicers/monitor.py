@@ -18,7 +18,7 @@ from gpucloud_server.principal import SessionAuthority, UserPrincipal
 from gpucloud_server.scheduling.registry import Worker, WorkerState
 from gpucloud_server.scheduling.scheduler import Scheduler, TaskError
 from gpucloud_server.scheduling.stats import cluster_stats
-from gpucloud_server.servicers.metadata import bearer_token
+from gpucloud_server.servicers.metadata import AnyContext, bearer_token
 from gpucloud_server.servicers.metrics import metrics_response
 
 STATS_INTERVAL_S = 1.0
@@ -51,7 +51,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         self._reports = reports
         self._ops_token = ops_token.encode() if ops_token else None
 
-    def _user(self, context: grpc.aio.ServicerContext) -> UserPrincipal:
+    def _user(self, context: AnyContext) -> UserPrincipal:
         token = bearer_token(context)
         if token is None:
             raise Unauthenticated("sign in first: send 'authorization: Bearer <token>'")
@@ -60,7 +60,11 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         return self._sessions.verify(token)
 
     async def ListWorkers(
-        self, request: monitor_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
+        self,
+        request: monitor_pb2.ListWorkersRequest,
+        context: grpc.aio.ServicerContext[
+            monitor_pb2.ListWorkersRequest, monitor_pb2.ListWorkersResponse
+        ],
     ) -> monitor_pb2.ListWorkersResponse:
         self._user(context)
         workers = sorted(
@@ -70,11 +74,15 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         return monitor_pb2.ListWorkersResponse(workers=[worker_status(w) for w in workers])
 
     async def GetQueue(
-        self, request: monitor_pb2.GetQueueRequest, context: grpc.aio.ServicerContext
+        self,
+        request: monitor_pb2.GetQueueRequest,
+        context: grpc.aio.ServicerContext[
+            monitor_pb2.GetQueueRequest, monitor_pb2.GetQueueResponse
+        ],
     ) -> monitor_pb2.GetQueueResponse:
         self._user(context)
         queue = self._scheduler.queue
-        now = time.monotonic()
+        now = self._scheduler.clock.monotonic()
         oldest = min((t.enqueued_at for t in queue.tasks()), default=now)
         return monitor_pb2.GetQueueResponse(
             depth=len(queue),
@@ -89,7 +97,11 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         )
 
     async def GetMetrics(
-        self, request: monitor_pb2.GetMetricsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: monitor_pb2.GetMetricsRequest,
+        context: grpc.aio.ServicerContext[
+            monitor_pb2.GetMetricsRequest, monitor_pb2.GetMetricsResponse
+        ],
     ) -> monitor_pb2.GetMetricsResponse:
         user = self._user(context)
         window = min(max(request.window_minutes or 60, 1), 1440)
@@ -97,7 +109,9 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
         return metrics_response(await self._reports.report(user, window, bucket))
 
     async def Watch(
-        self, request: monitor_pb2.WatchRequest, context: grpc.aio.ServicerContext
+        self,
+        request: monitor_pb2.WatchRequest,
+        context: grpc.aio.ServicerContext[monitor_pb2.WatchRequest, monitor_pb2.WatchResponse],
     ) -> AsyncIterator[monitor_pb2.WatchResponse]:
         self._user(context)
         with self._scheduler.events.subscribe() as events:

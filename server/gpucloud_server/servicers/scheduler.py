@@ -6,36 +6,51 @@ import asyncio
 import hmac
 import math
 from collections.abc import AsyncIterator, Sequence
-from typing import cast
+from typing import TypeAlias, cast
 
 import grpc
 
 from gpucloud.v1 import chat_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 from gpucloud_server.errors import GpucloudError, InvalidArgument, Unauthenticated
 from gpucloud_server.principal import KeyAuthority, KeyPrincipal, LimitDecision, RateLimiter
+from gpucloud_server.scheduling.outbox import Assign, WorkerMessage
 from gpucloud_server.scheduling.registry import Gpu, GpuReading, Worker, WorkerInfo
-from gpucloud_server.scheduling.scheduler import Assign, Cancel, Scheduler
+from gpucloud_server.scheduling.scheduler import Scheduler
 from gpucloud_server.scheduling.tasks import (
     Delta,
     Event,
     Failed,
+    FailureKind,
     Finished,
     Queued,
     Started,
     Task,
+    TaskRef,
     TaskSpec,
 )
 from gpucloud_server.servicers import validation
-from gpucloud_server.servicers.metadata import REQUEST_ID, bearer_token, request_id
+from gpucloud_server.servicers.metadata import REQUEST_ID, AnyContext, bearer_token, request_id
 
-# How often a queued caller hears its position.
-POSITION_INTERVAL_S = 1.0
 REGISTER_TIMEOUT_S = 10.0
+# A queued caller hears a new position when the queue changes, but at most this often:
+# in a deep, busy queue every task that leaves moves every caller behind it.
+POSITION_MIN_INTERVAL_S = 0.5
 FAILURE_KINDS = {
-    worker_pb2.TASK_ERROR_KIND_INVALID_REQUEST: "invalid_request",
-    worker_pb2.TASK_ERROR_KIND_RETRYABLE: "retryable",
-    worker_pb2.TASK_ERROR_KIND_CANCELLED: "cancelled",
-}
+    worker_pb2.TASK_ERROR_KIND_INVALID_REQUEST: FailureKind.INVALID_REQUEST,
+    worker_pb2.TASK_ERROR_KIND_RETRYABLE: FailureKind.RETRYABLE,
+    worker_pb2.TASK_ERROR_KIND_CANCELLED: FailureKind.CANCELLED,
+    worker_pb2.TASK_ERROR_KIND_INTERNAL: FailureKind.INTERNAL,
+}  # anything else (an unset kind, one newer than this core) counts as INTERNAL
+
+ChatContext: TypeAlias = grpc.aio.ServicerContext[
+    scheduler_pb2.CreateChatCompletionRequest, scheduler_pb2.CreateChatCompletionResponse
+]
+ModelsContext: TypeAlias = grpc.aio.ServicerContext[
+    scheduler_pb2.ListModelsRequest, scheduler_pb2.ListModelsResponse
+]
+SessionContext: TypeAlias = grpc.aio.ServicerContext[
+    scheduler_pb2.WorkerSessionRequest, scheduler_pb2.WorkerSessionResponse
+]
 
 
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -56,7 +71,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def CreateChatCompletion(
         self,
         request: scheduler_pb2.CreateChatCompletionRequest,
-        context: grpc.aio.ServicerContext,
+        context: ChatContext,
     ) -> AsyncIterator[scheduler_pb2.CreateChatCompletionResponse]:
         rid = request_id(context)
         secret = bearer_token(context)
@@ -88,7 +103,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     @staticmethod
     async def _send_headers(
-        context: grpc.aio.ServicerContext, rid: str, key: KeyPrincipal, limits: LimitDecision
+        context: AnyContext, rid: str, key: KeyPrincipal, limits: LimitDecision
     ) -> None:
         await context.send_initial_metadata(
             ((REQUEST_ID, rid), ("x-key-id", key.key_id), *limits.headers().items())
@@ -97,7 +112,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def _follow(
         self, task: Task
     ) -> AsyncIterator[scheduler_pb2.CreateChatCompletionResponse]:
-        last_position: Queued | None = None
+        loop = asyncio.get_running_loop()
+        announced: int | None = None  # the position the caller last heard
+        quiet_until = -math.inf  # no new position before then
         held: Event | None = None
         while True:
             if held is not None:
@@ -105,16 +122,16 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             elif not task.events.empty():
                 event = task.events.get_nowait()
             elif task.started_at is None:
+                seen = self._scheduler.queue_version.value
                 position = self._scheduler.position(task)
-                if position is not None and position.position != getattr(
-                    last_position, "position", None
-                ):
-                    last_position = position
+                if position is not None and position.position != announced:
+                    announced = position.position
+                    quiet_until = loop.time() + POSITION_MIN_INTERVAL_S
                     yield _queued(position)
-                try:
-                    event = await asyncio.wait_for(task.events.get(), POSITION_INTERVAL_S)
-                except TimeoutError:
+                next_event = await self._event_or_queue_change(task, seen, quiet_until)
+                if next_event is None:
                     continue
+                event = next_event
             else:
                 event = await task.events.get()
             if isinstance(event, Failed):
@@ -125,8 +142,28 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             if isinstance(event, Finished):
                 return
 
+    async def _event_or_queue_change(
+        self, task: Task, seen: int, quiet_until: float
+    ) -> Event | None:
+        """The task's next event, or None once the queue has changed since version `seen`
+        (the caller's position may have moved) and the loop's clock is past `quiet_until`."""
+        event = asyncio.ensure_future(task.events.get())
+        moved: asyncio.Future[None] | None = None
+        try:
+            quiet_s = quiet_until - asyncio.get_running_loop().time()
+            if quiet_s > 0:
+                await asyncio.wait((event,), timeout=quiet_s)
+            if not event.done():
+                moved = asyncio.ensure_future(self._scheduler.queue_version.wait(seen))
+                await asyncio.wait((event, moved), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if moved is not None:
+                moved.cancel()
+            event.cancel()  # a channel's get() leaves its item queued when cancelled
+        return event.result() if event.done() and not event.cancelled() else None
+
     async def ListModels(
-        self, request: scheduler_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+        self, request: scheduler_pb2.ListModelsRequest, context: ModelsContext
     ) -> scheduler_pb2.ListModelsResponse:
         secret = bearer_token(context)
         if secret is None:
@@ -149,7 +186,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def WorkerSession(
         self,
         request_iterator: AsyncIterator[scheduler_pb2.WorkerSessionRequest],
-        context: grpc.aio.ServicerContext,
+        context: SessionContext,
     ) -> AsyncIterator[scheduler_pb2.WorkerSessionResponse]:
         worker = await self._register(request_iterator)
         reader = asyncio.create_task(self._read(worker, request_iterator))
@@ -198,25 +235,31 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         s = self._scheduler
         if kind == "chunk":
             c = message.chunk
-            s.chunk(worker, c.task_id, c.attempt, c.index, c.text, c.tokens, c.prompt_tokens)
+            delta = Delta(c.index, c.text)
+            ref = TaskRef(c.task_id, c.attempt)
+            s.chunk(worker, ref, delta, tokens=c.tokens, prompt_tokens=c.prompt_tokens)
         elif kind == "heartbeat":
             hb = message.heartbeat
             s.heartbeat(worker, tuple(_reading(g) for g in hb.gpus), hb.healthy, hb.status_message)
         elif kind == "done":
             d = message.done
-            reasons = tuple((c.index, int(c.reason)) for c in d.choices)
             s.done(
                 worker,
-                d.task_id,
-                d.attempt,
-                reasons,
-                d.usage.prompt_tokens,
-                d.usage.completion_tokens,
+                TaskRef(d.task_id, d.attempt),
+                tuple((c.index, int(c.reason)) for c in d.choices),
+                prompt_tokens=d.usage.prompt_tokens,
+                completion_tokens=d.usage.completion_tokens,
             )
         elif kind == "failed":
             f = message.failed
-            reason = FAILURE_KINDS.get(f.kind, "internal")
-            s.failed(worker, f.task_id, f.attempt, reason, f.message, f.code[:64], f.param[:64])
+            s.failed(
+                worker,
+                TaskRef(f.task_id, f.attempt),
+                FAILURE_KINDS.get(f.kind, FailureKind.INTERNAL),
+                f.message,
+                code=f.code[:64],
+                param=f.param[:64],
+            )
         elif kind == "drain":
             s.drain(worker)
 
@@ -327,7 +370,7 @@ def _finished(event: Finished) -> scheduler_pb2.CompletionFinished:
     )
 
 
-def _to_worker(message: object) -> scheduler_pb2.WorkerSessionResponse:
+def _to_worker(message: WorkerMessage) -> scheduler_pb2.WorkerSessionResponse:
     if isinstance(message, Assign):
         messages, sampling = cast(
             tuple[Sequence[chat_pb2.ChatMessage], chat_pb2.SamplingParams],
@@ -342,7 +385,6 @@ def _to_worker(message: object) -> scheduler_pb2.WorkerSessionResponse:
                 sampling=sampling,
             )
         )
-    assert isinstance(message, Cancel)
     return scheduler_pb2.WorkerSessionResponse(
-        cancel=worker_pb2.CancelTask(task_id=message.task_id, attempt=message.attempt)
+        cancel=worker_pb2.CancelTask(task_id=message.ref.task_id, attempt=message.ref.attempt)
     )
