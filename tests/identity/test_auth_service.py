@@ -17,8 +17,7 @@ from gpucloud_server import config
 from gpucloud_server.errors import Unauthenticated
 from gpucloud_server.identity.assembly import Identity
 from gpucloud_server.interceptor import ErrorInterceptor
-from gpucloud_server.servicers.auth import AuthServicer
-from gpucloud_server.servicers.auth import client_address
+from gpucloud_server.servicers.auth import AuthServicer, client_address
 
 MAX_FAILURES = 3
 
