@@ -7,6 +7,7 @@ import pytest
 from gpucloud_worker.sim import cost, find_gpu, find_model
 from gpucloud_worker.sim.engine import ContextTooLong, GpuEngine
 from gpucloud_worker.sim.kv import BLOCK_TOKENS, BlockPool
+from gpucloud_worker.sim.models import ModelSpec
 from gpucloud_worker.sim.profile import profile
 from gpucloud_worker.sim.sched import EngineConfig
 
@@ -188,3 +189,22 @@ def test_a_fleet_spreads_requests_to_the_least_loaded_worker() -> None:
 def test_concurrency_and_rate_together_are_refused() -> None:
     with pytest.raises(ValueError, match="not both"):
         profile("a100", LLAMA_8B, 128, 16, concurrency=2, rate=1.0)
+
+
+def test_models_sharing_a_gpu_take_turns_on_its_timeline() -> None:
+    qwen = find_model("Qwen/Qwen2.5-14B-Instruct")
+    gpu = find_gpu("a100")
+
+    def tpot(models: list[ModelSpec]) -> float:
+        engine = GpuEngine(gpu, models)
+        (seq,) = engine.add(LLAMA_8B, 100, 50)
+        for model in models[1:]:
+            engine.add(model, 100, 200)
+        while seq.generated < 50:
+            engine.step()
+        assert seq.first_token_s is not None
+        return (seq.last_token_s - seq.first_token_s) / 49
+
+    alone, shared = tpot([LLAMA_8B]), tpot([LLAMA_8B, qwen])
+    qwen_step = cost.decode_seconds(cost.Deployment(qwen, gpu), 1, 150)
+    assert shared == pytest.approx(alone + qwen_step, rel=0.02)

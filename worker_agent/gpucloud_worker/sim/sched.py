@@ -92,7 +92,8 @@ class ModelQueue:
         while index < len(self.running) and budget > 0:
             seq = self.running[index]
             tokens = min(seq.pending, budget)
-            if not self._grow(seq, seq.computed + tokens):
+            held = len(seq.blocks) * BLOCK_TOKENS  # most steps need no new block
+            if seq.computed + tokens > held and not self._grow(seq, seq.computed + tokens):
                 return plan, work  # no admissions in a step that preempts
             _plan(plan, work, seq, tokens)
             budget -= tokens
@@ -107,7 +108,8 @@ class ModelQueue:
         for seq, tokens in plan:
             seq.computed += tokens
             seq.started = True
-            self._register(seq)
+            if seq.registered < len(seq.keys):
+                self._register(seq)
             if seq.pending > 0:
                 continue
             seq.generated += 1
@@ -187,7 +189,7 @@ class ModelQueue:
 
 def _plan(plan: Plan, work: StepWork, seq: Sequence, tokens: int) -> None:
     plan.append((seq, tokens))
-    if seq.generated > 0 and seq.pending == 1:
+    if seq.generated > 0 and tokens == 1 and seq.pending == 1:
         work.add_decode(seq.computed)
     else:
         work.add_prefill(tokens, seq.computed, first=not seq.started)
