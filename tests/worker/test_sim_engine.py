@@ -208,3 +208,13 @@ def test_models_sharing_a_gpu_take_turns_on_its_timeline() -> None:
     alone, shared = tpot([LLAMA_8B]), tpot([LLAMA_8B, qwen])
     qwen_step = cost.decode_seconds(cost.Deployment(qwen, gpu), 1, 150)
     assert shared == pytest.approx(alone + qwen_step, rel=0.02)
+
+
+def test_a_planner_sized_fleet_meets_an_slo_a_smaller_one_misses() -> None:
+    def p99_ttft(workers: int) -> float:
+        result = profile(
+            "a100", LLAMA_8B, 1024, 128, rate=40.0, requests=400, workers=workers, seed=1
+        )
+        return result.summary.ttft_ms_p99
+
+    assert p99_ttft(8) < 200.0 < p99_ttft(1)

@@ -125,3 +125,10 @@ async def test_a_generation_ending_while_the_last_one_finishes_leaves_it_its_tok
     both = asyncio.gather(run(1), run(2))
     assert await asyncio.wait_for(both, 10) == [1, 2]
     assert backend.active_sequences == 0
+
+
+def test_fp8_fits_a_70b_on_one_h100() -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        SimBackend("h100", ["meta-llama/Llama-3.1-70B-Instruct"])
+    backend = SimBackend("h100", ["meta-llama/Llama-3.1-70B-Instruct"], precision="fp8")
+    assert backend.slots >= 1

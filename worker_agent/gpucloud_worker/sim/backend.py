@@ -21,7 +21,7 @@ from gpucloud_worker.backend import (
 from gpucloud_worker.sim import memory, roofline
 from gpucloud_worker.sim.choice import Choice
 from gpucloud_worker.sim.engine import GpuEngine
-from gpucloud_worker.sim.gpus import GpuModel, find_gpu
+from gpucloud_worker.sim.gpus import GpuModel, find_gpu, peak_flops
 from gpucloud_worker.sim.live import LiveDriver
 from gpucloud_worker.sim.models import ModelSpec, find_model
 from gpucloud_worker.sim.prefix import block_keys
@@ -67,11 +67,13 @@ class SimBackend:
             raise ValueError(f"gpu_count must be >= 1, not {gpu_count}")
         self.gpu: GpuModel = find_gpu(gpu)
         self.gpu_count = gpu_count
+        peak_flops(self.gpu, precision)  # ValueError: unknown precision, or no FP8 here
+        self.precision = precision
         self.models: tuple[ModelSpec, ...] = self._choose_models(models)
         # What the core may dispatch at once: KV cache for a typical 4k-token request
         # each, capped (memory.batch_slots). The engine itself runs up to
         # EngineConfig.max_num_seqs and queues the rest, as vLLM does.
-        self.slots = memory.batch_slots(self.models, self.gpu, gpu_count)
+        self.slots = memory.batch_slots(self.models, self.gpu, gpu_count, precision)
         self.speed = 0.0 if math.isinf(speed) else speed
         self._rng = random.Random(seed)
         self.engine = GpuEngine(self.gpu, self.models, gpu_count=gpu_count, precision=precision)
@@ -83,10 +85,11 @@ class SimBackend:
             if names is None
             else tuple(dict.fromkeys(find_model(name) for name in names))
         )
-        if not memory.fits(chosen, self.gpu, self.gpu_count):
+        if not memory.fits(chosen, self.gpu, self.gpu_count, self.precision):
             ids = ", ".join(model.id for model in chosen) or "no model"
             raise ValueError(
-                f"{ids} does not fit on {self.gpu_count} x {self.gpu.name}: weights plus "
+                f"{ids} does not fit on {self.gpu_count} x {self.gpu.name} in "
+                f"{self.precision}: weights plus "
                 f"{memory.MIN_KV_SLOTS} KV slots of {memory.SLOT_CONTEXT_TOKENS} tokens "
                 f"each need more than {memory.USABLE_MEMORY_FRACTION:.0%} of GPU memory"
             )
@@ -105,7 +108,9 @@ class SimBackend:
             gpus=(self.gpu.spec(),) * self.gpu_count,
             models=tuple(model.offer() for model in self.models),
             slots=self.slots,
-            speed=roofline.tokens_per_second(self.models[0], self.gpu, self.gpu_count),
+            speed=roofline.tokens_per_second(
+                self.models[0], self.gpu, self.gpu_count, self.precision
+            ),
         )
 
     async def close(self) -> None:

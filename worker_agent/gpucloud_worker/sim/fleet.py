@@ -61,34 +61,34 @@ def simulate_fleet(
     """Runs `workload` on `engines`, each request sent to the least loaded engine.
 
     A discrete-event loop: the earliest event is either an arrival or the next step
-    of a busy engine; nothing sleeps. Closed loop: each finished request sends the
-    next one at its finish time.
+    of a busy engine (a heap of busy engines by their `now`); nothing sleeps. Closed
+    loop: each finished request sends the next one at its finish time.
     """
     arrivals = workload.first_arrivals()
     heapq.heapify(arrivals)
-    sent, done, steps = 0, [], 0
+    busy: list[tuple[float, int]] = []  # (next step start, engine) of engines with work
+    sent, steps = 0, 0
+    done: list[RequestResult] = []
     worker_of: dict[Sequence_, int] = {}
-    closed = workload.rate is None
-    while arrivals or any(engine.has_work() for engine in engines):
-        engine = _next_stepping(engines)
-        if arrivals and (engine is None or arrivals[0] <= engine.now):
+    while arrivals or busy:
+        if arrivals and (not busy or arrivals[0] <= busy[0][0]):
             seq, worker = _dispatch(engines, model, workload, sent, heapq.heappop(arrivals))
+            if engines[worker].live_sequences == 1:  # it was idle: now it has work
+                heapq.heappush(busy, (engines[worker].now, worker))
             worker_of[seq] = worker
             sent += 1
             continue
-        assert engine is not None
+        _, worker = heapq.heappop(busy)
+        engine = engines[worker]
         result = engine.step()
         steps += 1
+        if engine.has_work():
+            heapq.heappush(busy, (engine.now, worker))
         for seq in result.finished if result else ():
             done.append(RequestResult.of(seq, worker_of.pop(seq)))
-            if closed and sent + len(arrivals) < workload.requests:
+            if workload.rate is None and sent + len(arrivals) < workload.requests:
                 heapq.heappush(arrivals, engine.now)
     return _result(engines, done, steps)
-
-
-def _next_stepping(engines: Sequence[GpuEngine]) -> GpuEngine | None:
-    busy = [engine for engine in engines if engine.has_work()]
-    return min(busy, key=lambda engine: engine.now) if busy else None
 
 
 def _dispatch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from gpucloud_worker.sim.cost import WEIGHT_BYTES
 from gpucloud_worker.sim.gpus import GIB, GpuModel
 from gpucloud_worker.sim.models import MODELS, ModelSpec
 
@@ -34,18 +35,25 @@ def slot_kv_bytes(model: ModelSpec) -> int:
     return model.kv_bytes_per_token * SLOT_CONTEXT_TOKENS
 
 
-def kv_pool_bytes(models: Iterable[ModelSpec], gpu: GpuModel, gpu_count: int = 1) -> float:
+def kv_pool_bytes(
+    models: Iterable[ModelSpec], gpu: GpuModel, gpu_count: int = 1, precision: str = "bf16"
+) -> float:
     """Usable memory left for the KV cache once the weights of `models` are resident."""
-    return usable_bytes(gpu, gpu_count) - sum(model.weight_bytes for model in models)
+    weights = sum(model.parameters * WEIGHT_BYTES[precision] for model in models)
+    return usable_bytes(gpu, gpu_count) - weights
 
 
-def fits(models: Sequence[ModelSpec], gpu: GpuModel, gpu_count: int = 1) -> bool:
+def fits(
+    models: Sequence[ModelSpec], gpu: GpuModel, gpu_count: int = 1, precision: str = "bf16"
+) -> bool:
     """Whether the weights plus MIN_KV_SLOTS slots of each model fit in usable memory."""
     reserve = sum(MIN_KV_SLOTS * slot_kv_bytes(model) for model in models)
-    return bool(models) and kv_pool_bytes(models, gpu, gpu_count) >= reserve
+    return bool(models) and kv_pool_bytes(models, gpu, gpu_count, precision) >= reserve
 
 
-def batch_slots(models: Sequence[ModelSpec], gpu: GpuModel, gpu_count: int = 1) -> int:
+def batch_slots(
+    models: Sequence[ModelSpec], gpu: GpuModel, gpu_count: int = 1, precision: str = "bf16"
+) -> int:
     """Sequences the KV pool holds at SLOT_CONTEXT_TOKENS each, capped at MAX_SLOTS.
 
     Several models share one pool, so a slot is sized for the model with the
@@ -54,7 +62,7 @@ def batch_slots(models: Sequence[ModelSpec], gpu: GpuModel, gpu_count: int = 1) 
     if not models:
         return 0
     per_slot = max(slot_kv_bytes(model) for model in models)
-    pool = kv_pool_bytes(models, gpu, gpu_count)
+    pool = kv_pool_bytes(models, gpu, gpu_count, precision)
     return max(0, min(MAX_SLOTS, int(pool // per_slot)))
 
 

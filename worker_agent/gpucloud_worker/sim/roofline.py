@@ -89,7 +89,10 @@ def generation_seconds(
     return total
 
 
-def tokens_per_second(model: ModelSpec, gpu: GpuModel, gpu_count: int = 1) -> float:
+def tokens_per_second(
+    model: ModelSpec, gpu: GpuModel, gpu_count: int = 1, precision: str = "bf16"
+) -> float:
     """Decode speed of a single sequence with a short context, from the calibrated
     cost model the engine runs (cost.decode_seconds)."""
-    return 1.0 / cost.decode_seconds(cost.Deployment(model, gpu, gpu_count), 1, 0)
+    deployment = cost.Deployment(model, gpu, gpu_count, precision)
+    return 1.0 / cost.decode_seconds(deployment, 1, 0)
