@@ -132,3 +132,18 @@ def test_fp8_fits_a_70b_on_one_h100() -> None:
         SimBackend("h100", ["meta-llama/Llama-3.1-70B-Instruct"])
     backend = SimBackend("h100", ["meta-llama/Llama-3.1-70B-Instruct"], precision="fp8")
     assert backend.slots >= 1
+
+
+async def test_an_engine_failure_ends_generations_with_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = SimBackend("h100", [LLAMA_8B], speed=0)
+
+    def broken() -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(backend.engine, "step", broken)
+    for _ in range(2):  # the one running, then any later one
+        with pytest.raises(BackendError) as caught:
+            await finish_of(backend, chat(Message("user", "hi")))
+        assert caught.value.kind is ErrorKind.INTERNAL

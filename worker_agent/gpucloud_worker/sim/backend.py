@@ -141,6 +141,7 @@ class SimBackend:
         Closing the iterator (aclose, or cancelling the task awaiting it) removes the
         sequences and frees their KV blocks at once.
         """
+        self._check_engine()
         model = self._served(request.model)
         prompt_tokens = count_prompt_tokens(request.messages)
         limit = self._token_limit(request, model, prompt_tokens)
@@ -155,6 +156,7 @@ class SimBackend:
             billed_prompt = False
             while any(choice.reason is None for choice in choices):
                 seq = await tokens.get()
+                self._check_engine()
                 chunk = _advance(choices[seq.index], limit)
                 if choices[seq.index].reason is not None:
                     self.engine.abort(model, [seq])  # a stop sequence ends it early
@@ -167,6 +169,10 @@ class SimBackend:
         finally:
             self.engine.abort(model, seqs)
             self._driver.settle()
+
+    def _check_engine(self) -> None:
+        if self._driver.error is not None:
+            raise BackendError(ErrorKind.INTERNAL, "the simulated engine failed")
 
     def _served(self, name: str) -> ModelSpec:
         for model in self.models:

@@ -108,8 +108,10 @@ class GpuEngine:
 
         `arrival_s` (default `now`) is when the request arrived, for its latencies.
         """
+        if prompt_tokens < 1 or max_tokens < 1:
+            raise ValueError(f"prompt and max tokens must be >= 1 ({prompt_tokens}, {max_tokens})")
         limit = self.context_limit(model)
-        if prompt_tokens + max_tokens > limit or prompt_tokens < 1 or max_tokens < 1:
+        if prompt_tokens + max_tokens > limit:
             raise ContextTooLong(limit, prompt_tokens, max_tokens)
         queue = self._queue(model)
         arrival = self.now if arrival_s is None else arrival_s
@@ -127,6 +129,10 @@ class GpuEngine:
             seq.on_token = None
             if seq.state is not sched.State.DONE:
                 queue.remove(seq)
+
+    def live(self) -> list[sched.Sequence]:
+        """Every running or waiting sequence."""
+        return [seq for q in self._queues.values() for seq in (*q.running, *q.waiting)]
 
     @property
     def live_sequences(self) -> int:

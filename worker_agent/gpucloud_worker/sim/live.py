@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 from gpucloud_worker.sim.engine import GpuEngine
 from gpucloud_worker.sim.sched import Sequence
+
+_log = logging.getLogger(__name__)
 
 
 class LiveClock:
@@ -47,6 +50,8 @@ class LiveDriver:
         self.engine = engine
         self.clock = LiveClock(speed, engine)
         self._task: asyncio.Task[None] | None = None
+        # Set when a step raised: the engine's state is not to be trusted any more.
+        self.error: Exception | None = None
         # Sequences given a token by the step being slept through, not yet told.
         self._undelivered: list[Sequence] = []
 
@@ -75,6 +80,16 @@ class LiveDriver:
                 await task
 
     async def _run(self) -> None:
+        try:
+            await self._steps()
+        except Exception as error:  # a bug in the engine: fail its generations, not hang them
+            _log.exception("the simulated engine failed; its generations end with an error")
+            self.error = error
+            for seq in self.engine.live():
+                if seq.on_token is not None:
+                    seq.on_token(seq)
+
+    async def _steps(self) -> None:
         while True:
             result = self.engine.step()
             if result is None:
