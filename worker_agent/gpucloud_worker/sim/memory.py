@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from gpucloud_worker.sim.cost import WEIGHT_BYTES
-from gpucloud_worker.sim.gpus import GIB, GpuModel
+from gpucloud_worker.sim.gpus import GpuModel
 from gpucloud_worker.sim.models import MODELS, ModelSpec
 
 # Share of device memory the server may use (vLLM's gpu_memory_utilization default);
@@ -16,14 +16,15 @@ SLOT_CONTEXT_TOKENS = 4096
 # A model is served only if, next to all served weights, the KV pool holds at least
 # this many slots; a GPU that fits the weights but no batch is no use.
 MIN_KV_SLOTS = 4
-# Cap on slots: past this the scheduler gains nothing and decode turns compute bound.
+# Cap on the slots the core dispatches to one worker (WorkerDescription.slots): past
+# ~64 sequences an 8B model's TPOT on these cards grows faster than its throughput
+# (KV reads, falling bandwidth efficiency: cost.py), so the core keeps further
+# requests queued where another worker may take them. The engine itself admits up to
+# EngineConfig.max_num_seqs and queues the rest for KV blocks, as vLLM does.
 MAX_SLOTS = 64
 # Default model choice keeps at least this share of usable memory for the KV cache,
 # so a worker adds a second model only when it still batches well.
 DEFAULT_KV_HEADROOM = 0.3
-# Memory in use on an idle GPU besides weights (CUDA context, allocator, graphs);
-# shown in heartbeats only.
-RUNTIME_OVERHEAD_BYTES = 1 * GIB
 
 
 def usable_bytes(gpu: GpuModel, gpu_count: int = 1) -> float:
@@ -82,12 +83,3 @@ def default_models(gpu: GpuModel, gpu_count: int = 1) -> tuple[ModelSpec, ...]:
             continue
         chosen.append(model)
     return tuple(chosen)
-
-
-def memory_used_bytes(
-    models: Iterable[ModelSpec], kv_context_tokens: Iterable[tuple[ModelSpec, int]]
-) -> int:
-    """Device memory in use: runtime, resident weights and the KV of live context."""
-    weights = sum(model.weight_bytes for model in models)
-    kv = sum(model.kv_bytes_per_token * tokens for model, tokens in kv_context_tokens)
-    return RUNTIME_OVERHEAD_BYTES + weights + kv

@@ -9,6 +9,7 @@ from enum import Enum
 
 from gpucloud_worker.sim.cost import StepWork
 from gpucloud_worker.sim.kv import BLOCK_TOKENS, BlockPool, blocks_for
+from gpucloud_worker.sim.memory import USABLE_MEMORY_FRACTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,7 @@ class EngineConfig:
     max_num_seqs: int = 256
     # vLLM's gpu_memory_utilization: the share of device memory for weights, KV cache
     # and activations; the rest is left to the CUDA context and other processes.
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float = USABLE_MEMORY_FRACTION
     prefix_caching: bool = True
 
 
