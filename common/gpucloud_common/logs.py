@@ -57,6 +57,14 @@ class ConsoleFormatter(logging.Formatter):
         return text
 
 
+def level_name(text: str) -> str:
+    """`--log-level`: a logging level by name, any case (`info`, `WARNING`)."""
+    name = text.strip().lower()
+    if name.upper() not in logging.getLevelNamesMapping():
+        raise ValueError(f"{text!r} is not a level: debug, info, warning, error or critical")
+    return name
+
+
 def _console_value(value: object) -> str:
     text = str(value)
     return f'"{text}"' if (" " in text or not text) else text

@@ -3,105 +3,102 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from gpucloud_common.logs import LogFormat
+from gpucloud_common.logs import LogFormat, level_name
+from gpucloud_common.settings import add_arguments, load, new_parser, option
 
 
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     """Everything the gateway process needs; nothing else reads the environment."""
 
-    http_host: str = "127.0.0.1"
-    http_port: int = 3000
-    # host:port of the core's gRPC server.
-    core_address: str = "127.0.0.1:50051"
-    # Dial the core over TLS, verified against the system's roots (or core_tls_ca's).
-    core_tls: bool = False
-    # A CA or self-signed certificate (PEM) to trust for the core; implies TLS.
-    core_tls_ca: Path | None = None
-    # Request bodies above this many bytes get 413 before they are read in full.
-    max_body_bytes: int = 1 << 20
-    # A streaming response with nothing to say for this long sends an SSE comment.
-    keepalive_s: float = 15.0
-    # None = the packaged web/ (wheel) or the repository's web/ directory.
-    web_dir: Path | None = None
-    log_level: str = "info"
-    log_format: LogFormat = "auto"
-    # Per-call deadline of the management and ops calls to the core.
-    core_timeout_s: float = 10.0
-    # Bearer credential MonitorService accepts, for /readyz and the cluster gauges of /metrics.
-    ops_token: str | None = None
-    # Stop when stdin reaches EOF: `gpucloud up` sets it so its gateway never outlives it.
-    exit_with_parent: bool = False
+    http_host: str = option(
+        "127.0.0.1", flag="--http-host", env="GPUCLOUD_HTTP_HOST", help="HTTP bind address"
+    )
+    http_port: int = option(3000, flag="--http-port", env="GPUCLOUD_HTTP_PORT", help="HTTP port")
+    core_address: str = option(
+        "127.0.0.1:50051", flag="--core", env="GPUCLOUD_CORE", help="the core's gRPC HOST:PORT"
+    )
+    core_tls: bool = option(
+        False, flag="--core-tls", help="dial the core over TLS, verified against the system's roots"
+    )
+    core_tls_ca: Path | None = option(  # noqa: RUF009 - a dataclasses.field
+        None,
+        flag="--core-tls-ca",
+        env="GPUCLOUD_CORE_TLS_CA",
+        parse=Path,
+        help="CA or self-signed certificate (PEM) to trust for the core; implies --core-tls",
+    )
+    max_body_bytes: int = option(
+        1 << 20,
+        flag="--max-body-bytes",
+        env="GPUCLOUD_MAX_BODY_BYTES",
+        help="larger request bodies get 413 before they are read in full",
+    )
+    keepalive_s: float = option(
+        15.0,
+        flag="--keepalive-s",
+        env="GPUCLOUD_SSE_KEEPALIVE_S",
+        help="seconds of silence after which a stream sends an SSE comment",
+    )
+    web_dir: Path | None = option(  # noqa: RUF009 - a dataclasses.field
+        None,
+        flag="--web-dir",
+        env="GPUCLOUD_WEB_DIR",
+        parse=Path,
+        help="the dashboard's directory",
+        default_help="the packaged web/ (wheel) or the repository's",
+    )
+    log_level: str = option(
+        "info",
+        flag="--log-level",
+        env="GPUCLOUD_LOG_LEVEL",
+        parse=level_name,
+        help="least severe level logged: debug, info, warning, error or critical",
+    )
+    log_format: LogFormat = option(  # noqa: RUF009 - a dataclasses.field
+        "auto",
+        flag="--log-format",
+        env="GPUCLOUD_LOG_FORMAT",
+        choices=("auto", "json", "console"),
+        help="auto: JSON lines off a terminal, readable lines on one",
+    )
+    core_timeout_s: float = option(
+        10.0, env="GPUCLOUD_CORE_TIMEOUT_S", help="deadline of unary calls to the core, seconds"
+    )
+    ops_token: str | None = option(
+        None,
+        env="GPUCLOUD_OPS_TOKEN",
+        help="credential for the core's MonitorService (/readyz, cluster gauges of /metrics)",
+    )
+    exit_with_parent: bool = option(
+        False,
+        flag="--exit-with-parent",
+        help="stop when stdin closes (how `gpucloud up` ties its gateway to itself)",
+    )
 
     @property
     def base_url(self) -> str:
         return f"http://{self.http_host}:{self.http_port}"
 
-
-def add_arguments(parser: argparse.ArgumentParser, *, with_core: bool = True) -> None:
-    """Flags of the gateway; each defaults to its GPUCLOUD_* variable. `gpucloud up`
-    leaves out --core: it runs the core itself."""
-    parser.add_argument("--http-host")
-    parser.add_argument("--http-port", type=int)
-    if with_core:
-        parser.add_argument("--core", dest="core_address", help="core gRPC address, host:port")
-        parser.add_argument(
-            "--core-tls", action="store_true", default=None, help="dial the core over TLS"
-        )
-        parser.add_argument(
-            "--core-tls-ca", type=Path, help="CA (PEM) to trust for the core; implies --core-tls"
-        )
-    parser.add_argument("--max-body-bytes", type=int)
-    parser.add_argument("--keepalive-s", type=float)
-    parser.add_argument("--web-dir", type=Path)
-    parser.add_argument("--log-level")
-    parser.add_argument("--log-format", choices=["auto", "json", "console"])
-    parser.add_argument(
-        "--exit-with-parent", action="store_true", default=None, help="stop when stdin closes"
-    )
+    def check(self) -> None:
+        """Refuses a CA file that is not there, rather than failing at the first call."""
+        if self.core_tls_ca is not None and not self.core_tls_ca.is_file():
+            raise ValueError(f"core TLS CA not found: {self.core_tls_ca}")
 
 
-_ENV: dict[str, tuple[str, type]] = {
-    "http_host": ("GPUCLOUD_HTTP_HOST", str),
-    "http_port": ("GPUCLOUD_HTTP_PORT", int),
-    "core_address": ("GPUCLOUD_CORE", str),
-    "core_tls_ca": ("GPUCLOUD_CORE_TLS_CA", Path),
-    "max_body_bytes": ("GPUCLOUD_MAX_BODY_BYTES", int),
-    "keepalive_s": ("GPUCLOUD_SSE_KEEPALIVE_S", float),
-    "web_dir": ("GPUCLOUD_WEB_DIR", Path),
-    "log_level": ("GPUCLOUD_LOG_LEVEL", str),
-    "log_format": ("GPUCLOUD_LOG_FORMAT", str),
-    "core_timeout_s": ("GPUCLOUD_CORE_TIMEOUT_S", float),
-    "ops_token": ("GPUCLOUD_OPS_TOKEN", str),
-}
+def parser() -> argparse.ArgumentParser:
+    """`gpucloud gateway`'s command line: every option of the gateway."""
+    cli = new_parser("gpucloud gateway", "Run the gpucloud HTTP gateway.")
+    add_arguments(cli, GatewaySettings)
+    return cli
 
 
-def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> GatewaySettings:
-    """Flags win over env, env over defaults."""
-    values: dict[str, object] = {}
-    for name in (f.name for f in fields(GatewaySettings)):
-        if name in _ENV and env.get(_ENV[name][0]):
-            var, kind = _ENV[name]
-            values[name] = kind(env[var])
-        flag = getattr(args, name, None) if args is not None else None
-        if flag is not None:
-            values[name] = flag
-    if values.get("log_format", "auto") not in ("auto", "json", "console"):
-        raise ValueError(f"log format must be auto, json or console: {values['log_format']}")
-    ca = values.get("core_tls_ca")
-    if isinstance(ca, Path) and not ca.is_file():
-        raise ValueError(f"core TLS CA not found: {ca}")
-    return GatewaySettings(**values)  # type: ignore[arg-type]
-
-
-def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> GatewaySettings:
-    parser = argparse.ArgumentParser(
-        prog="gpucloud gateway", description="Run the gpucloud HTTP gateway."
-    )
-    add_arguments(parser)
-    return from_sources(parser.parse_args(list(argv)), os.environ if env is None else env)
+def parse(argv: Sequence[str], env: Mapping[str, str]) -> GatewaySettings:
+    """Checked settings from a command line and an environment; raises ValueError."""
+    settings = load(GatewaySettings, parser().parse_args(list(argv)), env)
+    settings.check()
+    return settings

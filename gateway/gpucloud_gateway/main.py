@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
 
 import grpc
 import uvicorn
 
 from gpucloud_common.channel import open_channel
 from gpucloud_common.logs import setup_logging
+from gpucloud_common.loop import run
+from gpucloud_common.settings import load
 from gpucloud_gateway import config
 from gpucloud_gateway.app import create_app
 from gpucloud_gateway.config import GatewaySettings
-
-T = TypeVar("T")
 
 # Big enough for any chat request the body limit lets through, with room for metadata.
 _MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -87,18 +87,15 @@ async def serve(settings: GatewaySettings) -> None:
         await channel.close()
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """Runs `main` on uvloop when it is installed, else on the default loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = config.parse(sys.argv[1:] if argv is None else argv)
+    cli = config.parser()
+    args = cli.parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        settings = load(GatewaySettings, args, os.environ)
+        settings.check()
+    except ValueError as err:
+        cli.error(str(err))
+    # uvicorn's Server.serve handles SIGINT/SIGTERM itself: graceful, then forced.
     setup_logging(settings.log_level, settings.log_format)
     run(serve(settings))
     return 0

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 
-USAGE = """usage: gpucloud COMMAND [options]
+DISTRIBUTION = "gpucloud"
+
+USAGE = """usage: gpucloud [-h] [-V] COMMAND [options]
+
+options:
+  -h, --help     show this message; `gpucloud COMMAND --help` shows a command's options
+  -V, --version  print the installed version of gpucloud
 
 commands:
   up        run the whole cloud on this machine: core, gateway, simulated workers
@@ -36,11 +43,22 @@ def _command(name: str) -> Callable[[Sequence[str]], int] | None:
     return None
 
 
+def installed_version() -> str:
+    """The version of the installed distribution, as pip shows it."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in {"-h", "--help", "help"}:
         print(USAGE, end="")
         return 0 if args else 2
+    if args[0] in {"-V", "--version"}:
+        print(f"{DISTRIBUTION} {installed_version()}")
+        return 0
     command = _command(args[0])
     if command is None:
         print(f"gpucloud: unknown command '{args[0]}'\n\n{USAGE}", end="", file=sys.stderr)

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 import httpx
 
 from gpucloud_common.logs import setup_logging
-from gpucloud_gateway import config as gateway_config
+from gpucloud_common.loop import run
+from gpucloud_common.settings import add_arguments, load, new_parser, option
+from gpucloud_common.signals import run_until_signalled
 from gpucloud_gateway.config import GatewaySettings
-from gpucloud_gateway.main import GRACEFUL_SHUTDOWN_S, run
-from gpucloud_server import config as core_config
+from gpucloud_gateway.main import GRACEFUL_SHUTDOWN_S
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.server import CoreServer
 from gpucloud_worker.agent import WorkerAgent
@@ -42,6 +43,54 @@ DEFAULT_GPUS = ("a100", "h100", "rtx4090", "a6000")
 STARTUP_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 5.0
 
+# What `up` does not take from its parts: the embedded cloud talks gRPC in plaintext
+# on loopback (TLS for remote workers is `gpucloud server`'s job), and `up` itself
+# tells its gateway where the core is, to exit with it, and the core's ops token.
+CORE_IGNORED = ("tls_cert", "tls_key")
+GATEWAY_IGNORED = ("core_address", "core_tls", "core_tls_ca", "exit_with_parent", "ops_token")
+
+
+def gpu_kinds(text: str) -> tuple[str, ...]:
+    """`--gpus`: comma-separated catalog keys; an unknown one fails, listing the valid."""
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not keys:
+        raise ValueError("needs at least one GPU kind")
+    for key in keys:
+        find_gpu(key)
+    return keys
+
+
+@dataclass(frozen=True, slots=True)
+class FleetOptions:
+    """The simulated workers `up` runs in-process."""
+
+    gpus: tuple[str, ...] = option(
+        DEFAULT_GPUS,
+        flag="--gpus",
+        env="GPUCLOUD_SIM_GPUS",
+        parse=gpu_kinds,
+        help="comma-separated GPU kinds, one worker per entry",
+        default_help=",".join(DEFAULT_GPUS),
+    )
+    workers: int | None = option(
+        None,
+        flag="--workers",
+        env="GPUCLOUD_SIM_WORKERS",
+        parse=int,
+        help="how many workers, cycling through --gpus",
+        default_help="one per --gpus entry",
+    )
+    sim_speed: float = option(
+        1.0, flag="--sim-speed", env="GPUCLOUD_SIM_SPEED", help="x real time; 0: no delays"
+    )
+
+    def fleet(self) -> tuple[str, ...]:
+        """One GPU kind per simulated worker."""
+        total = len(self.gpus) if self.workers is None else self.workers
+        if total < 0:
+            raise ValueError("--workers must be >= 0")
+        return tuple(self.gpus[i % len(self.gpus)] for i in range(total))
+
 
 @dataclass(frozen=True, slots=True)
 class UpSettings:
@@ -53,62 +102,35 @@ class UpSettings:
     sim_speed: float = 1.0
 
 
-def _fleet(kinds: str, count: int | None) -> tuple[str, ...]:
-    """`count` workers cycling through the comma-separated GPU kinds."""
-    keys = tuple(k.strip() for k in kinds.split(",") if k.strip())
-    if not keys:
-        raise ValueError("--gpus needs at least one GPU kind")
-    for key in keys:
-        find_gpu(key)  # fails early, listing the valid kinds
-    total = len(keys) if count is None else count
-    if total < 0:
-        raise ValueError("--workers must be >= 0")
-    return tuple(keys[i % len(keys)] for i in range(total))
+def parser() -> argparse.ArgumentParser:
+    """`gpucloud up`'s command line: only the options it honours."""
+    cli = new_parser("gpucloud up", "Run core, gateway and simulated GPU workers on this machine.")
+    add_arguments(cli, CoreSettings, exclude=CORE_IGNORED, title="core")
+    add_arguments(cli, GatewaySettings, exclude=GATEWAY_IGNORED, title="gateway")
+    add_arguments(cli, FleetOptions, title="simulated workers")
+    return cli
 
 
-def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> UpSettings:
-    env = os.environ if env is None else env
-    parser = argparse.ArgumentParser(
-        prog="gpucloud up",
-        description="Run core, gateway and simulated GPU workers on this machine.",
-    )
-    core_config.add_arguments(parser)
-    gateway_config.add_arguments(parser, with_core=False)
-    fleet = parser.add_argument_group("simulated workers")
-    fleet.add_argument("--workers", type=int, help="how many (default: one per --gpus entry)")
-    fleet.add_argument(
-        "--gpus", help=f"comma-separated GPU kinds (default {','.join(DEFAULT_GPUS)})"
-    )
-    fleet.add_argument("--sim-speed", type=float, help="x real time; 0 = no delay (default 1)")
-    args = parser.parse_args(list(argv))
-    workers = args.workers if args.workers is not None else _env_int(env, "GPUCLOUD_SIM_WORKERS")
-    kinds = args.gpus or env.get("GPUCLOUD_SIM_GPUS") or ",".join(DEFAULT_GPUS)
-    speed = (
-        args.sim_speed if args.sim_speed is not None else float(env.get("GPUCLOUD_SIM_SPEED") or 1)
-    )
+def parse(argv: Sequence[str], env: Mapping[str, str]) -> UpSettings:
+    """Checked settings; a bad value exits with a usage error."""
+    cli = parser()
+    args = cli.parse_args(list(argv))
     try:
-        # The embedded cloud talks gRPC in plaintext between its own parts; TLS for
-        # remote workers is `gpucloud server`'s job.
-        core = dataclasses.replace(core_config.from_sources(args, env), tls_cert=None, tls_key=None)
+        core = load(CoreSettings, args, env, exclude=CORE_IGNORED)
         core.check()
+        fleet = load(FleetOptions, args, env)
         return UpSettings(
             core=core,
-            gateway=dataclasses.replace(
-                gateway_config.from_sources(args, env), core_tls=False, core_tls_ca=None
-            ),
-            gpus=_fleet(kinds, workers),
-            sim_speed=speed,
+            gateway=load(GatewaySettings, args, env, exclude=GATEWAY_IGNORED),
+            gpus=fleet.fleet(),
+            sim_speed=fleet.sim_speed,
         )
     except ValueError as err:
-        parser.error(str(err))
+        cli.error(str(err))
 
 
 def _without_tls(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k != "GPUCLOUD_CORE_TLS_CA"}
-
-
-def _env_int(env: Mapping[str, str], name: str) -> int | None:
-    return int(env[name]) if env.get(name) else None
 
 
 def _gateway_command(g: GatewaySettings) -> list[str]:
@@ -153,7 +175,7 @@ class Cloud:
         core_port = core.grpc_port or _free_port(core.grpc_host)
         core_address = f"127.0.0.1:{core_port}"
         # The gateway reads the cluster (/readyz, /metrics) with a read-only ops token.
-        ops_token = core.ops_token or self.settings.gateway.ops_token or secrets.token_urlsafe(32)
+        ops_token = core.ops_token or secrets.token_urlsafe(32)
         self.gateway_settings = dataclasses.replace(
             self.settings.gateway, core_address=core_address, ops_token=ops_token
         )
@@ -195,24 +217,26 @@ class Cloud:
     def workers_online(self) -> int:
         return 0 if self.core is None else sum(1 for _ in self.core.scheduler.registry.live())
 
-    async def stop(self) -> None:
-        await self._stop_gateway()
+    async def stop(self, *, force: bool = False) -> None:
+        """Gateway, workers, core, in that order; `force` gives no one any grace."""
+        await self._stop_gateway(force)
         for agent in self.agents:
             agent.drain()
         if self._agent_tasks:
-            _, pending = await asyncio.wait(self._agent_tasks, timeout=DRAIN_TIMEOUT_S)
+            timeout = 0 if force else DRAIN_TIMEOUT_S
+            _, pending = await asyncio.wait(self._agent_tasks, timeout=timeout)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*self._agent_tasks, return_exceptions=True)
         if self.core is not None:
-            await self.core.stop()
+            await self.core.stop(grace=0 if force else None)
 
-    async def _stop_gateway(self) -> None:
+    async def _stop_gateway(self, force: bool) -> None:
         proc = self.gateway
         if proc is None or proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGKILL if force else signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), GRACEFUL_SHUTDOWN_S + 3)
         except TimeoutError:
@@ -246,11 +270,7 @@ def banner(cloud: Cloud) -> str:
     )
 
 
-async def serve(settings: UpSettings) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+async def serve(settings: UpSettings, stop: asyncio.Event) -> int:
     cloud = Cloud(settings)
     try:
         await cloud.start()
@@ -270,14 +290,25 @@ async def serve(settings: UpSettings) -> int:
         return 1
     finally:
         print("gpucloud is shutting down…", flush=True)
-        await cloud.stop()
+        try:
+            await cloud.stop(force=_cancelled())
+        except asyncio.CancelledError:  # a second signal: stop again, without grace
+            await cloud.stop(force=True)
+            raise
         print("gpucloud stopped", flush=True)
 
 
+def _cancelled() -> bool:
+    """Whether the running task is being cancelled (a second signal forces the exit)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse(sys.argv[1:] if argv is None else argv)
+    settings = parse(sys.argv[1:] if argv is None else argv, os.environ)
     setup_logging(settings.gateway.log_level, settings.gateway.log_format)
-    return run(serve(settings))
+    stop = asyncio.Event()
+    return run(run_until_signalled(serve(settings, stop), stop.set))
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from gpucloud_common.settings import add_arguments, load, new_parser, option
 
 DEV_JOIN_TOKEN = "gpucloud-dev-join-token"  # noqa: S105 - public on purpose, loopback only
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -27,48 +28,138 @@ LOOPBACK_NETWORKS = networks("127.0.0.0/8, ::1")
 class CoreSettings:
     """Everything the core process needs; nothing else reads the environment."""
 
-    grpc_host: str = "127.0.0.1"
-    grpc_port: int = 50051
-    data_dir: Path = field(default_factory=lambda: Path(".data"))
-    # None = SQLite in data_dir; else a SQLAlchemy URL (postgresql+asyncpg://…).
-    database_url: str | None = None
-    # None = in-process rate limits; else redis://… shared by every core.
-    redis_url: str | None = None
-    # Read-only credential for MonitorService (the gateway's /readyz and /metrics).
-    ops_token: str | None = None
+    grpc_host: str = option(
+        "127.0.0.1", flag="--grpc-host", env="GPUCLOUD_GRPC_HOST", help="gRPC bind address"
+    )
+    grpc_port: int = option(
+        50051, flag="--grpc-port", env="GPUCLOUD_GRPC_PORT", help="gRPC port (0: any free one)"
+    )
+    data_dir: Path = option(  # noqa: RUF009 - a dataclasses.field
+        Path(".data"),
+        flag="--data-dir",
+        env="GPUCLOUD_DATA_DIR",
+        help="directory of the SQLite file and the generated JWT secret",
+    )
+    database_url: str | None = option(
+        None,
+        flag="--database-url",
+        env="GPUCLOUD_DATABASE_URL",
+        help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db",
+        default_help="SQLite in the data dir",
+    )
+    redis_url: str | None = option(
+        None,
+        flag="--redis-url",
+        env="GPUCLOUD_REDIS_URL",
+        help="redis://… for rate limits, login throttling and revocation shared by every core",
+        default_help="in-process limits",
+    )
+    ops_token: str | None = option(
+        None,
+        env="GPUCLOUD_OPS_TOKEN",
+        help="read-only credential of MonitorService (the gateway's /readyz and /metrics)",
+    )
     # The built-in token is only accepted on a loopback address (see check()).
-    join_token: str = DEV_JOIN_TOKEN
-    # None = generated once and kept in data_dir.
-    jwt_secret: str | None = None
-    jwt_ttl_s: int = 12 * 3600
-    admin_email: str = "admin@gpucloud.local"
-    admin_password: str = "admin123"  # noqa: S105 - documented default, flagged until changed
-    default_requests_per_minute: int = 60
-    default_tokens_per_minute: int = 100_000
-    queue_capacity: int = 1000
-    max_queue_wait_s: float = 300.0
-    heartbeat_interval_s: float = 5.0
+    join_token: str = option(
+        DEV_JOIN_TOKEN,
+        flag="--join-token",
+        env="GPUCLOUD_JOIN_TOKEN",
+        help="secret workers present to join, at least 16 characters; "
+        "the built-in one only while the core listens on loopback",
+    )
+    jwt_secret: str | None = option(
+        None,
+        env="GPUCLOUD_JWT_SECRET",
+        help="HS256 signing secret (>= 32 characters); the same on every core",
+        default_help="generated once into the data dir",
+    )
+    jwt_ttl_s: int = option(
+        12 * 3600, env="GPUCLOUD_JWT_TTL_S", help="dashboard session lifetime, seconds"
+    )
+    admin_email: str = option(
+        "admin@gpucloud.local", env="GPUCLOUD_ADMIN_EMAIL", help="the admin created on first start"
+    )
+    admin_password: str = option(
+        "admin123",  # documented default, flagged until changed
+        env="GPUCLOUD_ADMIN_PASSWORD",
+        help="that admin's first password",
+    )
+    default_requests_per_minute: int = option(
+        60,
+        env="GPUCLOUD_DEFAULT_RPM",
+        help="requests a minute of keys without their own (0: no limit)",
+    )
+    default_tokens_per_minute: int = option(
+        100_000,
+        env="GPUCLOUD_DEFAULT_TPM",
+        help="tokens a minute of keys without their own (0: no limit)",
+    )
+    queue_capacity: int = option(
+        1000,
+        flag="--queue-capacity",
+        env="GPUCLOUD_QUEUE_CAPACITY",
+        help="tasks that may wait (one key: a quarter of them)",
+    )
+    max_queue_wait_s: float = option(
+        300.0, env="GPUCLOUD_MAX_QUEUE_WAIT_S", help="a task waiting longer fails with 503"
+    )
+    heartbeat_interval_s: float = option(
+        5.0,
+        env="GPUCLOUD_HEARTBEAT_INTERVAL_S",
+        help="expected worker heartbeat interval, seconds (3 missed: offline)",
+    )
     missed_heartbeats: int = 3
     ageing_step_s: float = 10.0
     max_attempts: int = 3
-    shutdown_grace_s: float = 10.0
+    shutdown_grace_s: float = option(
+        10.0, env="GPUCLOUD_SHUTDOWN_GRACE_S", help="seconds running tasks get on shutdown"
+    )
     usage_flush_interval_s: float = 1.0
     # PostgreSQL pool: bounded, and an exhausted pool fails fast as UNAVAILABLE.
-    db_pool_size: int = 10
-    db_pool_timeout_s: float = 5.0
+    db_pool_size: int = option(10, env="GPUCLOUD_DB_POOL_SIZE", help="PostgreSQL connections")
+    db_pool_timeout_s: float = option(
+        5.0, env="GPUCLOUD_DB_POOL_TIMEOUT_S", help="wait for a free connection, seconds"
+    )
     db_connect_timeout_s: float = 5.0
-    db_statement_timeout_s: float = 15.0
+    db_statement_timeout_s: float = option(
+        15.0, env="GPUCLOUD_DB_STATEMENT_TIMEOUT_S", help="PostgreSQL statement timeout, seconds"
+    )
     # Prefix of every Redis key and channel, so several clusters can share one Redis.
-    redis_namespace: str = "gpucloud"
+    redis_namespace: str = option(
+        "gpucloud", env="GPUCLOUD_REDIS_NAMESPACE", help="prefix of Redis keys and channels"
+    )
     # Login throttling: failures allowed per account+IP and per IP within the window.
-    login_max_failures: int = 5
-    login_max_failures_per_ip: int = 50
-    login_lockout_s: int = 900
-    # Peers whose x-forwarded-for is believed (gateways); anyone else's own address counts.
-    trusted_proxies: tuple[Network, ...] = LOOPBACK_NETWORKS
-    # Serve TLS with this certificate chain and private key (PEM); both or neither.
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
+    login_max_failures: int = option(
+        5, env="GPUCLOUD_LOGIN_MAX_FAILURES", help="failed logins per account and address"
+    )
+    login_max_failures_per_ip: int = option(
+        50, env="GPUCLOUD_LOGIN_MAX_FAILURES_PER_IP", help="failed logins per address"
+    )
+    login_lockout_s: int = option(
+        900, env="GPUCLOUD_LOGIN_LOCKOUT_S", help="window of those failures, seconds"
+    )
+    trusted_proxies: tuple[Network, ...] = option(
+        LOOPBACK_NETWORKS,
+        flag="--trusted-proxies",
+        env="GPUCLOUD_TRUSTED_PROXIES",
+        parse=networks,
+        help="gateways (addresses, CIDRs, comma-separated) whose x-forwarded-for names the client",
+    )
+    tls_cert: Path | None = option(  # noqa: RUF009 - a dataclasses.field
+        None,
+        flag="--tls-cert",
+        env="GPUCLOUD_TLS_CERT",
+        parse=Path,
+        help="certificate chain (PEM) to serve gRPC over TLS; with --tls-key",
+        default_help="plaintext",
+    )
+    tls_key: Path | None = option(  # noqa: RUF009 - a dataclasses.field
+        None,
+        flag="--tls-key",
+        env="GPUCLOUD_TLS_KEY",
+        parse=Path,
+        help="private key (PEM) of --tls-cert",
+    )
 
     @property
     def grpc_address(self) -> str:
@@ -94,66 +185,20 @@ class CoreSettings:
                 raise ValueError(f"TLS file not found: {path}")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the core; each defaults to its GPUCLOUD_* variable."""
-    parser.add_argument("--grpc-host")
-    parser.add_argument("--grpc-port", type=int)
-    parser.add_argument("--data-dir", type=Path)
-    parser.add_argument("--database-url")
-    parser.add_argument("--redis-url")
-    parser.add_argument("--join-token")
-    parser.add_argument("--queue-capacity", type=int)
-    parser.add_argument("--tls-cert", type=Path, help="certificate chain (PEM) to serve TLS")
-    parser.add_argument("--tls-key", type=Path, help="private key (PEM) of --tls-cert")
-    parser.add_argument(
-        "--trusted-proxies", type=networks, help="gateway addresses/CIDRs, comma-separated"
-    )
-
-
-_ENV: dict[str, tuple[str, Callable[[str], object]]] = {
-    "grpc_host": ("GPUCLOUD_GRPC_HOST", str),
-    "grpc_port": ("GPUCLOUD_GRPC_PORT", int),
-    "data_dir": ("GPUCLOUD_DATA_DIR", Path),
-    "database_url": ("GPUCLOUD_DATABASE_URL", str),
-    "redis_url": ("GPUCLOUD_REDIS_URL", str),
-    "join_token": ("GPUCLOUD_JOIN_TOKEN", str),
-    "ops_token": ("GPUCLOUD_OPS_TOKEN", str),
-    "jwt_secret": ("GPUCLOUD_JWT_SECRET", str),
-    "jwt_ttl_s": ("GPUCLOUD_JWT_TTL_S", int),
-    "admin_email": ("GPUCLOUD_ADMIN_EMAIL", str),
-    "admin_password": ("GPUCLOUD_ADMIN_PASSWORD", str),
-    "default_requests_per_minute": ("GPUCLOUD_DEFAULT_RPM", int),
-    "default_tokens_per_minute": ("GPUCLOUD_DEFAULT_TPM", int),
-    "queue_capacity": ("GPUCLOUD_QUEUE_CAPACITY", int),
-    "max_queue_wait_s": ("GPUCLOUD_MAX_QUEUE_WAIT_S", float),
-    "heartbeat_interval_s": ("GPUCLOUD_HEARTBEAT_INTERVAL_S", float),
-    "shutdown_grace_s": ("GPUCLOUD_SHUTDOWN_GRACE_S", float),
-    "db_pool_size": ("GPUCLOUD_DB_POOL_SIZE", int),
-    "db_pool_timeout_s": ("GPUCLOUD_DB_POOL_TIMEOUT_S", float),
-    "db_statement_timeout_s": ("GPUCLOUD_DB_STATEMENT_TIMEOUT_S", float),
-    "redis_namespace": ("GPUCLOUD_REDIS_NAMESPACE", str),
-    "login_max_failures": ("GPUCLOUD_LOGIN_MAX_FAILURES", int),
-    "login_max_failures_per_ip": ("GPUCLOUD_LOGIN_MAX_FAILURES_PER_IP", int),
-    "login_lockout_s": ("GPUCLOUD_LOGIN_LOCKOUT_S", int),
-    "tls_cert": ("GPUCLOUD_TLS_CERT", Path),
-    "tls_key": ("GPUCLOUD_TLS_KEY", Path),
-    "trusted_proxies": ("GPUCLOUD_TRUSTED_PROXIES", networks),
-}
+def parser() -> argparse.ArgumentParser:
+    """`gpucloud server`'s command line: every option of the core."""
+    cli = new_parser("gpucloud server", "Run the gpucloud core: scheduler, identity, usage.")
+    add_arguments(cli, CoreSettings)
+    return cli
 
 
 def from_sources(args: argparse.Namespace | None, env: Mapping[str, str]) -> CoreSettings:
-    """Flags win over env, env over defaults."""
-    values: dict[str, object] = {}
-    for name, (var, kind) in _ENV.items():
-        if var in env and env[var] != "":
-            values[name] = kind(env[var])
-        flag = getattr(args, name, None) if args is not None else None
-        if flag is not None:
-            values[name] = flag
-    return CoreSettings(**values)  # type: ignore[arg-type]
+    """Flags win over env, env over defaults; raises SettingsError for a bad value."""
+    return load(CoreSettings, args, env)
 
 
-def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> CoreSettings:
-    parser = argparse.ArgumentParser(prog="gpucloud server", description="Run the gpucloud core.")
-    add_arguments(parser)
-    return from_sources(parser.parse_args(list(argv)), os.environ if env is None else env)
+def parse(argv: Sequence[str], env: Mapping[str, str]) -> CoreSettings:
+    """Checked settings from a command line and an environment; raises ValueError."""
+    settings = from_sources(parser().parse_args(list(argv)), env)
+    settings.check()
+    return settings

@@ -1,36 +1,42 @@
-"""`gpucloud server`: the core process; SIGTERM or Ctrl-C shuts it down gracefully."""
+"""`gpucloud server`: the core process; SIGTERM or Ctrl-C stops it gracefully, twice forces it."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
+import os
 import sys
 from collections.abc import Sequence
 
+from gpucloud_common.logs import setup_logging
+from gpucloud_common.loop import run
+from gpucloud_common.signals import run_until_signalled
 from gpucloud_server import config
 from gpucloud_server.server import CoreServer
 
 
-async def serve(core: CoreServer) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    port = await core.start()
-    print(f"gpucloud core listening on {core.settings.grpc_host}:{port}", flush=True)
-    await stop.wait()
-    await core.stop()
+async def serve(core: CoreServer, stop: asyncio.Event) -> None:
+    try:
+        port = await core.start()
+        print(f"gpucloud core listening on {core.settings.grpc_host}:{port}", flush=True)
+        await stop.wait()
+        await core.stop()
+    except asyncio.CancelledError:  # a second signal: running tasks get no more grace
+        await core.stop(grace=0)
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gpucloud_common.logs import setup_logging
-
-    settings = config.parse(sys.argv[1:] if argv is None else argv)
+    cli = config.parser()
+    args = cli.parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
+        settings = config.from_sources(args, os.environ)
         settings.check()
     except ValueError as err:
-        print(f"gpucloud server: {err}", file=sys.stderr)
-        return 2
+        cli.error(str(err))
     setup_logging()
-    asyncio.run(serve(CoreServer(settings)))
-    return 0
+    stop = asyncio.Event()
+    return run(run_until_signalled(serve(CoreServer(settings), stop), stop.set))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

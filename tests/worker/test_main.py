@@ -120,6 +120,25 @@ def test_settings_come_from_the_environment_and_flags(
     )
 
 
+def test_help_shows_each_flag_with_its_default_and_variable() -> None:
+    text = " ".join(parser().format_help().split())  # as read, not as wrapped
+    assert "(default: 127.0.0.1:50051; env GPUCLOUD_CORE)" in text
+    assert "(default: required; env GPUCLOUD_JOIN_TOKEN)" in text
+    assert "sim backend:" in text
+    assert "openai backend:" in text
+    for action in parser()._actions:
+        if action.dest != "help":
+            assert action.help is not None
+            assert "(default: " in action.help, action.option_strings
+
+
+def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUCLOUD_WORKER_NAME", "from-env")
+    monkeypatch.setenv("GPUCLOUD_WORKER_ID", "id-from-env")
+    chosen = settings(args("--name", "from-flag"))
+    assert (chosen.name, chosen.worker_id) == ("from-flag", "id-from-env")
+
+
 def test_settings_need_a_join_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GPUCLOUD_JOIN_TOKEN", raising=False)
     with pytest.raises(SystemExit, match="join token"):

@@ -12,6 +12,7 @@ import logging
 import math
 import random
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -30,6 +31,9 @@ from gpucloud_worker.backend import (
     WorkerDescription,
 )
 from gpucloud_worker.config import WorkerSettings
+
+if TYPE_CHECKING:  # the async stub exists only in the generated type stubs
+    from gpucloud.v1.scheduler_pb2_grpc import SchedulerServiceAsyncStub
 
 log = logging.getLogger("gpucloud.worker")
 
@@ -106,7 +110,7 @@ class WorkerAgent:
         for task in list(self.running.values()):
             task.cancel()
 
-    async def _session(self, stub: scheduler_pb2_grpc.SchedulerServiceStub) -> None:
+    async def _session(self, stub: SchedulerServiceAsyncStub) -> None:
         self._outbox = asyncio.Queue()
         self._send(Outgoing(register=self._register()))
         if self._draining.is_set():
