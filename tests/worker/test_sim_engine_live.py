@@ -127,11 +127,11 @@ async def test_a_generation_ending_while_the_last_one_finishes_leaves_it_its_tok
     assert backend.active_sequences == 0
 
 
-def test_fp8_fits_a_70b_on_one_h100() -> None:
+def test_fp8_fits_a_14b_on_an_rtx4090() -> None:
     with pytest.raises(ValueError, match="does not fit"):
-        SimBackend("h100", ["meta-llama/Llama-3.1-70B-Instruct"])
-    backend = SimBackend("h100", ["meta-llama/Llama-3.1-70B-Instruct"], precision="fp8")
-    assert backend.slots >= 1
+        SimBackend("rtx4090", ["Qwen/Qwen2.5-14B-Instruct"])
+    backend = SimBackend("rtx4090", ["Qwen/Qwen2.5-14B-Instruct"], precision="fp8")
+    assert backend.slots >= 4
 
 
 async def test_an_engine_failure_ends_generations_with_an_internal_error(

@@ -9,6 +9,7 @@ from gpucloud_worker.sim import sched
 from gpucloud_worker.sim.cost import Deployment, step_cost
 from gpucloud_worker.sim.gpus import GIB, GpuModel
 from gpucloud_worker.sim.kv import BLOCK_TOKENS
+from gpucloud_worker.sim.memory import RUNTIME_RESERVE_BYTES
 from gpucloud_worker.sim.models import ModelSpec
 from gpucloud_worker.sim.sched import EngineConfig, ModelQueue
 
@@ -84,9 +85,10 @@ class GpuEngine:
 
     @property
     def kv_bytes(self) -> float:
-        """Device memory for the KV cache: the utilisation share less the weights."""
+        """Device memory for the KV cache: the utilisation share less the weights and
+        the runtime reserve (memory.RUNTIME_RESERVE_BYTES per GPU)."""
         usable = self.gpu.memory_bytes * self.gpu_count * self.config.gpu_memory_utilization
-        return usable - self.weight_bytes
+        return usable - self.weight_bytes - RUNTIME_RESERVE_BYTES * self.gpu_count
 
     def context_limit(self, model: ModelSpec) -> int:
         """The longest sequence: the model's context, or less if the KV cache is smaller."""

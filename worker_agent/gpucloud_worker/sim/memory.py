@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from gpucloud_worker.sim.cost import WEIGHT_BYTES
-from gpucloud_worker.sim.gpus import GpuModel
+from gpucloud_worker.sim.gpus import GIB, GpuModel
 from gpucloud_worker.sim.models import MODELS, ModelSpec
 
 # Share of device memory the server may use (vLLM's gpu_memory_utilization default);
 # the rest covers the CUDA context, activations and fragmentation.
 USABLE_MEMORY_FRACTION = 0.9
+# Memory the serving engine keeps back inside that share besides the weights, per
+# GPU: the activation peak of a forward pass over max_num_batched_tokens, which vLLM
+# measures in its profile run (~1.2 GiB for a 7-8B model at 8192 tokens), and the
+# memory outside PyTorch's allocator (NCCL, cuBLAS workspaces, a few hundred MiB).
+RUNTIME_RESERVE_BYTES = int(1.5 * GIB)
 # Context budget of one batch slot: the KV cache a typical 4k-token conversation holds.
 SLOT_CONTEXT_TOKENS = 4096
 # A model is served only if, next to all served weights, the KV pool holds at least
@@ -41,7 +46,7 @@ def kv_pool_bytes(
 ) -> float:
     """Usable memory left for the KV cache once the weights of `models` are resident."""
     weights = sum(model.parameters * WEIGHT_BYTES[precision] for model in models)
-    return usable_bytes(gpu, gpu_count) - weights
+    return usable_bytes(gpu, gpu_count) - weights - RUNTIME_RESERVE_BYTES * gpu_count
 
 
 def fits(
