@@ -25,7 +25,7 @@ from gpucloud_worker.sim.gpus import GpuModel, find_gpu, peak_flops
 from gpucloud_worker.sim.live import LiveDriver
 from gpucloud_worker.sim.models import ModelSpec, find_model
 from gpucloud_worker.sim.prefix import block_keys
-from gpucloud_worker.sim.sched import Sequence as EngineSequence
+from gpucloud_worker.sim.sched import Seq
 from gpucloud_worker.sim.text import TextStream, count_prompt_tokens, text_seed
 
 
@@ -146,7 +146,7 @@ class SimBackend:
         prompt_tokens = count_prompt_tokens(request.messages)
         limit = self._token_limit(request, model, prompt_tokens)
         choices = self._choices(request)
-        tokens: asyncio.Queue[EngineSequence] = asyncio.Queue()
+        tokens: asyncio.Queue[Seq] = asyncio.Queue()
         keys = block_keys(model.id, request.messages)
         seqs = self.engine.add(
             model, prompt_tokens, limit, keys, count=len(choices), on_token=tokens.put_nowait

@@ -32,8 +32,8 @@ class StepResult:
 
     start_s: float
     seconds: float
-    emitted: list[sched.Sequence]
-    finished: list[sched.Sequence]
+    emitted: list[sched.Seq]
+    finished: list[sched.Seq]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +103,9 @@ class GpuEngine:
         keys: tuple[Hashable, ...] = (),
         *,
         count: int = 1,
-        on_token: Callable[[sched.Sequence], None] | None = None,
+        on_token: Callable[[sched.Seq], None] | None = None,
         arrival_s: float | None = None,
-    ) -> list[sched.Sequence]:
+    ) -> list[sched.Seq]:
         """Queues `count` sequences of one request; ContextTooLong if they can never run.
 
         `arrival_s` (default `now`) is when the request arrived, for its latencies.
@@ -118,13 +118,13 @@ class GpuEngine:
         queue = self._queue(model)
         arrival = self.now if arrival_s is None else arrival_s
         seqs = [
-            sched.Sequence(prompt_tokens, max_tokens, keys, arrival, index, on_token)
+            sched.Seq(prompt_tokens, max_tokens, keys, arrival, index, on_token)
             for index in range(count)
         ]
         queue.waiting.extend(seqs)
         return seqs
 
-    def abort(self, model: ModelSpec, seqs: Sequence[sched.Sequence]) -> None:
+    def abort(self, model: ModelSpec, seqs: Sequence[sched.Seq]) -> None:
         """Removes sequences that have not finished; their blocks are free at once."""
         queue = self._queue(model)
         for seq in seqs:
@@ -132,7 +132,7 @@ class GpuEngine:
             if seq.state is not sched.State.DONE:
                 queue.remove(seq)
 
-    def live(self) -> list[sched.Sequence]:
+    def live(self) -> list[sched.Seq]:
         """Every running or waiting sequence."""
         return [seq for q in self._queues.values() for seq in (*q.running, *q.waiting)]
 

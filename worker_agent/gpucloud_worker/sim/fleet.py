@@ -12,7 +12,7 @@ from gpucloud_worker.sim.engine import GpuEngine
 from gpucloud_worker.sim.kv import BLOCK_TOKENS
 from gpucloud_worker.sim.models import ModelSpec
 from gpucloud_worker.sim.results import ProfileResult, RequestResult, Summary
-from gpucloud_worker.sim.sched import Sequence as Sequence_
+from gpucloud_worker.sim.sched import Seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ def simulate_fleet(
     busy: list[tuple[float, int]] = []  # (next step start, engine) of engines with work
     sent, steps = 0, 0
     done: list[RequestResult] = []
-    worker_of: dict[Sequence_, int] = {}
+    worker_of: dict[Seq, int] = {}
     while arrivals or busy:
         if arrivals and (not busy or arrivals[0] <= busy[0][0]):
             seq, worker = _dispatch(engines, model, workload, sent, heapq.heappop(arrivals))
@@ -93,7 +93,7 @@ def simulate_fleet(
 
 def _dispatch(
     engines: Sequence[GpuEngine], model: ModelSpec, workload: Workload, request: int, at: float
-) -> tuple[Sequence_, int]:
+) -> tuple[Seq, int]:
     worker = min(range(len(engines)), key=lambda i: engines[i].live_sequences)
     engine = engines[worker]
     if not engine.has_work():

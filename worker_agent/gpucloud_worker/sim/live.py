@@ -8,7 +8,7 @@ import logging
 import time
 
 from gpucloud_worker.sim.engine import GpuEngine
-from gpucloud_worker.sim.sched import Sequence
+from gpucloud_worker.sim.sched import Seq
 
 _log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class LiveDriver:
         # Set when a step raised: the engine's state is not to be trusted any more.
         self.error: Exception | None = None
         # Sequences given a token by the step being slept through, not yet told.
-        self._undelivered: list[Sequence] = []
+        self._undelivered: list[Seq] = []
 
     def wake(self) -> None:
         """Starts the driver if it is not running (call after adding sequences)."""

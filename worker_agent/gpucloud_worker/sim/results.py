@@ -24,7 +24,7 @@ class RequestResult:
     worker: int
 
     @classmethod
-    def of(cls, seq: sched.Sequence, worker: int) -> RequestResult:
+    def of(cls, seq: sched.Seq, worker: int) -> RequestResult:
         first = seq.first_token_s if seq.first_token_s is not None else seq.last_token_s
         between = (seq.last_token_s - first) / (seq.generated - 1) if seq.generated > 1 else 0.0
         return cls(

@@ -34,7 +34,7 @@ class State(Enum):
 
 
 @dataclass(eq=False, slots=True)
-class Sequence:
+class Seq:
     """One sequence on the timeline: its prompt, progress, KV blocks and token times."""
 
     prompt_tokens: int
@@ -43,7 +43,7 @@ class Sequence:
     keys: tuple[Hashable, ...]
     arrival_s: float
     index: int = 0
-    on_token: Callable[[Sequence], None] | None = None
+    on_token: Callable[[Seq], None] | None = None
     state: State = State.WAITING
     # Tokens whose KV is in the cache; prompt plus generated tokens are `known`.
     computed: int = 0
@@ -62,7 +62,7 @@ class Sequence:
         return self.prompt_tokens + self.generated - self.computed
 
 
-Plan = list[tuple[Sequence, int]]
+Plan = list[tuple[Seq, int]]
 
 
 class ModelQueue:
@@ -76,8 +76,8 @@ class ModelQueue:
     def __init__(self, blocks: int, config: EngineConfig) -> None:
         self.config = config
         self.pool = BlockPool(blocks, caching=config.prefix_caching)
-        self.running: list[Sequence] = []
-        self.waiting: deque[Sequence] = deque()
+        self.running: list[Seq] = []
+        self.waiting: deque[Seq] = deque()
         self.preemptions = 0
 
     @property
@@ -102,10 +102,10 @@ class ModelQueue:
         self._admit(plan, work, budget)
         return plan, work
 
-    def commit(self, plan: Plan, end_s: float) -> tuple[list[Sequence], list[Sequence]]:
+    def commit(self, plan: Plan, end_s: float) -> tuple[list[Seq], list[Seq]]:
         """Applies a step that ended at `end_s`: (sequences given a token, finished)."""
-        emitted: list[Sequence] = []
-        finished: list[Sequence] = []
+        emitted: list[Seq] = []
+        finished: list[Seq] = []
         for seq, tokens in plan:
             seq.computed += tokens
             seq.started = True
@@ -123,7 +123,7 @@ class ModelQueue:
                 finished.append(seq)
         return emitted, finished
 
-    def remove(self, seq: Sequence) -> None:
+    def remove(self, seq: Seq) -> None:
         """Ends a sequence (finished or aborted) and frees its blocks at once."""
         if seq.state is State.RUNNING:
             self.running.remove(seq)
@@ -133,7 +133,7 @@ class ModelQueue:
         self.pool.release(seq.blocks)
         seq.blocks = []
 
-    def _grow(self, seq: Sequence, tokens: int) -> bool:
+    def _grow(self, seq: Seq, tokens: int) -> bool:
         """Blocks for `tokens` tokens of `seq`, preempting the newest sequences for them."""
         need = blocks_for(tokens) - len(seq.blocks)
         while need > self.pool.available:
@@ -145,7 +145,7 @@ class ModelQueue:
             seq.blocks += self.pool.allocate(need) or []
         return True
 
-    def _preempt(self, seq: Sequence) -> None:
+    def _preempt(self, seq: Seq) -> None:
         """Recompute preemption: drop the KV cache, back to the head of the queue."""
         self.running.remove(seq)
         self.pool.release(seq.blocks)
@@ -172,7 +172,7 @@ class ModelQueue:
             _plan(plan, work, seq, tokens)
             budget -= tokens
 
-    def _match_prefix(self, seq: Sequence) -> None:
+    def _match_prefix(self, seq: Seq) -> None:
         """Reuses cached blocks of the prompt; the last token is always computed."""
         usable = (seq.prompt_tokens + seq.generated - 1) // BLOCK_TOKENS
         hits = self.pool.match(seq.keys[:usable])
@@ -181,14 +181,14 @@ class ModelQueue:
         if not seq.started:
             seq.cached_tokens = seq.computed
 
-    def _register(self, seq: Sequence) -> None:
+    def _register(self, seq: Seq) -> None:
         full = min(len(seq.keys), seq.computed // BLOCK_TOKENS)
         for block in range(seq.registered, full):
             self.pool.register(seq.blocks[block], seq.keys[block])
         seq.registered = max(seq.registered, full)
 
 
-def _plan(plan: Plan, work: StepWork, seq: Sequence, tokens: int) -> None:
+def _plan(plan: Plan, work: StepWork, seq: Seq, tokens: int) -> None:
     plan.append((seq, tokens))
     if seq.generated > 0 and tokens == 1 and seq.pending == 1:
         work.add_decode(seq.computed)
