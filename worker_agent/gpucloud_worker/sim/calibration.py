@@ -38,6 +38,7 @@ VLLM = "vLLM benchmark, Llama-3-8B BF16, batch ~1"
 DATABRICKS = "Databricks, LLM Inference Performance Engineering: Best Practices"
 TRTLLM = "TensorRT-LLM A100 prefill: share of peak FLOPS"
 MBU = "Serving engines' decode memory-bandwidth utilisation"
+LLAMA_CPP = "llama.cpp F16 tg512 (XiongjieDai/GPU-Benchmarks-on-LLM-Inference)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,10 @@ def _mbu(gpu: str, low: float, high: float) -> Measurement:
 MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement(VLLM, GPUS["h100"], LLAMA3_8B, 512, 256, "tpot_ms", 7.56, 0.10),
     Measurement(VLLM, GPUS["a100"], LLAMA3_8B, 512, 256, "tpot_ms", 12.01, 0.10),
+    # 1000 / tokens per second; the run generates 512 tokens after a near-empty prompt.
+    Measurement(LLAMA_CPP, GPUS["rtx4090"], LLAMA3_8B, 16, 512, "tpot_ms", 1e3 / 54.84, 0.10),
+    Measurement(LLAMA_CPP, GPUS["rtx4090"], LLAMA2_7B, 16, 512, "tpot_ms", 1e3 / 60.78, 0.10),
+    Measurement(LLAMA_CPP, GPUS["a6000"], LLAMA2_7B, 16, 512, "tpot_ms", 1e3 / 44.01, 0.10),
     Measurement(DATABRICKS, A100_40GB, MPT_7B, 512, 1, "ttft_ms", 46.0, 0.20),
     Measurement(TRTLLM, GPUS["a100"], LLAMA2_7B, 128, 1, "mfu", 0.35, 0.20),
     Measurement(TRTLLM, GPUS["a100"], LLAMA2_7B, 2048, 1, "mfu", 0.70, 0.20),
@@ -121,7 +126,7 @@ def table() -> str:
             error = "in range" if measurement.within(simulated) else "OUT OF RANGE"
             tolerance = "range"
         else:
-            published = f"{measurement.published:g}"
+            published = f"{measurement.published:.4g}"
             error = f"{100 * measurement.error(simulated):+.1f} %"
             tolerance = f"±{100 * measurement.tolerance:.0f} %"
         rows.append(
