@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from gpucloud.v1 import auth_pb2, auth_pb2_grpc, monitor_pb2, monitor_pb2_grpc
 from gpucloud_gateway import management_json as js
 from gpucloud_gateway.errors import ApiError, from_grpc, invalid, sse_error_event
+from gpucloud_gateway.metadata import Metadata, core_metadata
 from gpucloud_gateway.middleware import request_info
 from gpucloud_gateway.sse import KEEPALIVE, EventStreamResponse, batches
 from gpucloud_gateway.validation import (
@@ -34,6 +35,8 @@ from gpucloud_gateway.validation import (
     type_error,
 )
 
+# The `authorization` metadata value of a call, and the request param it came from.
+Credential = tuple[str, str]
 Handler = Callable[[Request], Awaitable[Response]]
 Req = TypeVar("Req")
 Reply = TypeVar("Reply")
@@ -45,14 +48,21 @@ def json_response(body: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def _jwt(request: Request, *, allow_query: bool = False) -> str:
+def _jwt(request: Request, *, allow_query: bool = False) -> Credential:
+    """The caller's JWT as `authorization` metadata, with the param that names its source."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
+        return f"Bearer {token.strip()}", "authorization"
     if allow_query and (query := request.query_params.get("token")):
-        return query
+        return f"Bearer {query}", "token"
     raise ApiError(401, "Missing bearer token: log in first.", code="missing_token")
+
+
+def _metadata(request: Request, credential: Credential | None) -> Metadata:
+    if credential is None:
+        return core_metadata(request, None)
+    return core_metadata(request, credential[0], credential_param=credential[1])
 
 
 class ManagementRoutes:
@@ -79,27 +89,16 @@ class ManagementRoutes:
             Route("/api/monitoring/events", self.events, methods=["GET"]),
         ]
 
-    def _metadata(self, request: Request, token: str | None) -> tuple[tuple[str, str], ...]:
-        client = request.scope.get("client")
-        pairs = [
-            ("x-request-id", request_info(request).request_id),
-            ("x-forwarded-for", client[0] if client else ""),
-        ]
-        if token is not None:
-            pairs.append(("authorization", f"Bearer {token}"))
-        return tuple(pairs)
-
     async def _unary(
         self,
         request: Request,
         method: grpc.aio.UnaryUnaryMultiCallable[Req, Reply],
         message: Req,
-        token: str | None,
+        credential: Credential | None,
     ) -> Reply:
+        metadata = _metadata(request, credential)
         try:
-            return await method(
-                message, metadata=self._metadata(request, token), timeout=self._timeout_s
-            )
+            return await method(message, metadata=metadata, timeout=self._timeout_s)
         except grpc.aio.AioRpcError as err:
             request_info(request).error = err.code().name
             raise from_grpc(err, request_info(request).request_id) from None
@@ -191,9 +190,7 @@ class ManagementRoutes:
     async def events(self, request: Request) -> Response:
         """The live feed: `worker`, `stats` and `task_error` events from MonitorService.Watch."""
         token = _jwt(request, allow_query=True)
-        call = self._monitor.Watch(
-            monitor_pb2.WatchRequest(), metadata=self._metadata(request, token)
-        )
+        call = self._monitor.Watch(monitor_pb2.WatchRequest(), metadata=_metadata(request, token))
         try:
             # Auth failures end the call before any event: answer them as plain HTTP errors.
             first = await call.read()

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from gpucloud.v1 import scheduler_pb2, scheduler_pb2_grpc
 from gpucloud_gateway import openai_objects as objects
 from gpucloud_gateway.errors import ApiError, from_grpc, sse_error_event
+from gpucloud_gateway.metadata import core_metadata
 from gpucloud_gateway.metrics import GatewayMetrics
 from gpucloud_gateway.middleware import RequestInfo, request_info
 from gpucloud_gateway.openai_protocol import (
@@ -43,15 +44,6 @@ def bearer(request: Request) -> str:
             code="missing_api_key",
         )
     return value
-
-
-def core_metadata(request: Request, authorization: str, info: RequestInfo) -> tuple[Any, ...]:
-    client = request.scope.get("client")
-    return (
-        ("authorization", authorization),
-        ("x-request-id", info.request_id),
-        ("x-forwarded-for", client[0] if client else ""),
-    )
 
 
 def forwarded_headers(
@@ -97,7 +89,7 @@ class OpenAIRoutes:
         info = request_info(request)
         call = self._scheduler.ListModels(
             scheduler_pb2.ListModelsRequest(),
-            metadata=core_metadata(request, bearer(request), info),
+            metadata=core_metadata(request, bearer(request)),
         )
         try:
             reply = await call
@@ -139,7 +131,7 @@ class OpenAIRoutes:
         params = parse_chat_request(await request.body())
         info.model, info.stream = params.request.model, params.stream
         call = self._scheduler.CreateChatCompletion(
-            params.request, metadata=core_metadata(request, authorization, info)
+            params.request, metadata=core_metadata(request, authorization)
         )
         watch = DisconnectWatch(request.receive, call)
         try:

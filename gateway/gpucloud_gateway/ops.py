@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from gpucloud.v1 import monitor_pb2, monitor_pb2_grpc
 from gpucloud_gateway.management_json import state_name
+from gpucloud_gateway.metadata import Metadata, core_metadata
 from gpucloud_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("gpucloud.gateway")
@@ -104,11 +105,10 @@ class OpsRoutes:
     async def prometheus(self, request: Request) -> Response:
         token = self._scrape_token(request)
         if token is not None:
-            await self._refresh_cluster(token)
+            await self._refresh_cluster(core_metadata(request, f"Bearer {token}"))
         return Response(self._metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    async def _refresh_cluster(self, token: str) -> None:
-        metadata = (("authorization", f"Bearer {token}"),)
+    async def _refresh_cluster(self, metadata: Metadata) -> None:
         try:
             workers, queue = await asyncio.gather(
                 self._monitor.ListWorkers(
