@@ -44,14 +44,19 @@ def llama_available() -> bool:
 
 
 def require_llama() -> None:
-    """Skips the test without llama-cpp-python, except on CI where it must be installed."""
+    """Skips the test without llama-cpp-python, except on CI where it must be installed.
+
+    Only tests marked `llama` call this; `make test` deselects them and `make
+    test-llama` installs the extra first, so a skip means someone ran them by hand.
+    """
     if llama_available():
         return
     if os.environ.get("CI") == "true":
         pytest.fail(
-            "CI=true but llama-cpp-python[server] / gguf are missing: pip install -e '.[llama]'"
+            "CI=true but llama-cpp-python[server] / gguf are missing: run `make test-llama`"
+            " (it installs the llama extra)"
         )
-    pytest.skip("llama-cpp-python[server] and gguf not installed (pip install -e '.[llama]')")
+    pytest.skip("llama-cpp-python[server] and gguf not installed: run `make test-llama`")
 
 
 def write_tiny_llama(path: Path, seed: int = 0) -> Path:

@@ -37,7 +37,7 @@ from gpucloud_worker.backend import (
 from gpucloud_worker.nvml import Nvml
 from gpucloud_worker.openai_backend import OpenAIBackend, estimate_prompt_tokens
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.llama]  # `make test-llama` runs these
 
 NO_GPU = Nvml(None, ())
 
@@ -87,6 +87,7 @@ async def test_discovers_the_model_the_server_serves(llama: LlamaServer) -> None
     assert description.backend == "openai"
 
 
+@pytest.mark.wallclock
 async def test_streams_each_token_as_it_is_generated(backend: OpenAIBackend) -> None:
     started = time.monotonic()
     arrivals: list[float] = []
@@ -130,6 +131,7 @@ async def test_prompt_beyond_the_context_fails_without_retry(backend: OpenAIBack
     assert caught.value.kind == ErrorKind.INTERNAL
 
 
+@pytest.mark.wallclock
 async def test_cancelling_drops_the_upstream_request(llama: LlamaServer) -> None:
     proxy = DisconnectProxy(llama.port)
     await proxy.start()
@@ -193,6 +195,7 @@ async def test_health_follows_the_upstream_down_and_back(own_llama: LlamaServer)
         await backend.close()
 
 
+@pytest.mark.wallclock
 async def test_health_checks_do_not_disturb_a_running_stream(backend: OpenAIBackend) -> None:
     """llama-cpp-python cuts a running stream to answer any other request, a probe too."""
     items: list[Chunk | Finish] = []

@@ -33,7 +33,7 @@ from gpucloud_gateway.client import Client
 from gpucloud_worker.backend import Message
 from gpucloud_worker.openai_backend import estimate_prompt_tokens
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.llama]  # `make test-llama` runs these
 
 JOIN_TOKEN = "e2e-join-token-0001"
 HELLO: Any = [{"role": "user", "content": "Say hello."}]
@@ -156,6 +156,7 @@ def test_non_streaming_completion(served: Cloud) -> None:
     assert completion.usage.completion_tokens == 8
 
 
+@pytest.mark.wallclock
 def test_client_disconnect_reaches_the_upstream(served: Cloud, llama: LlamaServer) -> None:
     before = llama.log().count("disconnected")
     stream = served.sdk.chat.completions.create(
