@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import ScriptedBackend
+from core_cluster import ScriptedBackend
 
 from gpucloud.v1 import scheduler_pb2, worker_pb2
 from gpucloud_server.principal import KeyPrincipal

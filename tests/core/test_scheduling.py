@@ -6,7 +6,7 @@ import asyncio
 
 import grpc
 import pytest
-from conftest import MODEL, SIM_MODEL, Cluster, ScriptedBackend, collect, text_of, until
+from core_cluster import MODEL, SIM_MODEL, Cluster, ScriptedBackend, collect, text_of, until
 
 from gpucloud.v1 import scheduler_pb2
 from gpucloud_worker.sim import SimBackend

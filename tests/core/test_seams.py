@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from conftest import MODEL, Keys
+from core_cluster import MODEL, Keys
 
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.scheduling.outbox import Assign, Cancel

@@ -6,7 +6,7 @@ import asyncio
 
 import grpc
 import pytest
-from conftest import (
+from core_cluster import (
     OPS_TOKEN,
     SIM_MODEL,
     Cluster,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import JOIN, Cluster, ScriptedBackend, collect, text_of, until
+from core_cluster import JOIN, Cluster, ScriptedBackend, collect, text_of, until
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec

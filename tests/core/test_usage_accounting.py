@@ -9,7 +9,15 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 import sqlalchemy as sa
-from conftest import Cluster, RawWorker, Refuses, ScriptedBackend, collect, running_cluster, until
+from core_cluster import (
+    Cluster,
+    RawWorker,
+    Refuses,
+    ScriptedBackend,
+    collect,
+    running_cluster,
+    until,
+)
 
 from gpucloud.v1 import auth_pb2, auth_pb2_grpc, monitor_pb2, monitor_pb2_grpc
 from gpucloud_server.config import CoreSettings

@@ -6,7 +6,7 @@ import asyncio
 import signal
 import sys
 
-from conftest import JOIN, Cluster, collect, text_of, until
+from core_cluster import JOIN, Cluster, collect, text_of, until
 
 SIM_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import (
+from core_cluster import (
     JOIN,
     MODEL,
     Cluster,
