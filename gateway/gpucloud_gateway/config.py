@@ -25,7 +25,7 @@ class GatewaySettings:
     core_tls: bool = option(
         False, flag="--core-tls", help="dial the core over TLS, verified against the system's roots"
     )
-    core_tls_ca: Path | None = option(  # noqa: RUF009 - a dataclasses.field
+    core_tls_ca: Path | None = option(
         None,
         flag="--core-tls-ca",
         env="GPUCLOUD_CORE_TLS_CA",
@@ -44,7 +44,7 @@ class GatewaySettings:
         env="GPUCLOUD_SSE_KEEPALIVE_S",
         help="seconds of silence after which a stream sends an SSE comment",
     )
-    web_dir: Path | None = option(  # noqa: RUF009 - a dataclasses.field
+    web_dir: Path | None = option(
         None,
         flag="--web-dir",
         env="GPUCLOUD_WEB_DIR",
@@ -59,7 +59,7 @@ class GatewaySettings:
         parse=level_name,
         help="least severe level logged: debug, info, warning, error or critical",
     )
-    log_format: LogFormat = option(  # noqa: RUF009 - a dataclasses.field
+    log_format: LogFormat = option(
         "auto",
         flag="--log-format",
         env="GPUCLOUD_LOG_FORMAT",

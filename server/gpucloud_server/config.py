@@ -34,7 +34,7 @@ class CoreSettings:
     grpc_port: int = option(
         50051, flag="--grpc-port", env="GPUCLOUD_GRPC_PORT", help="gRPC port (0: any free one)"
     )
-    data_dir: Path = option(  # noqa: RUF009 - a dataclasses.field
+    data_dir: Path = option(
         Path(".data"),
         flag="--data-dir",
         env="GPUCLOUD_DATA_DIR",
@@ -145,7 +145,7 @@ class CoreSettings:
         parse=networks,
         help="gateways (addresses, CIDRs, comma-separated) whose x-forwarded-for names the client",
     )
-    tls_cert: Path | None = option(  # noqa: RUF009 - a dataclasses.field
+    tls_cert: Path | None = option(
         None,
         flag="--tls-cert",
         env="GPUCLOUD_TLS_CERT",
@@ -153,7 +153,7 @@ class CoreSettings:
         help="certificate chain (PEM) to serve gRPC over TLS; with --tls-key",
         default_help="plaintext",
     )
-    tls_key: Path | None = option(  # noqa: RUF009 - a dataclasses.field
+    tls_key: Path | None = option(
         None,
         flag="--tls-key",
         env="GPUCLOUD_TLS_KEY",

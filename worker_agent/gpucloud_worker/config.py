@@ -58,7 +58,7 @@ class WorkerOptions:
     tls: bool = option(
         False, flag="--tls", help="dial the core over TLS, verified against the system's roots"
     )
-    tls_ca: Path | None = option(  # noqa: RUF009 - a dataclasses.field
+    tls_ca: Path | None = option(
         None,
         flag="--tls-ca",
         env="GPUCLOUD_TLS_CA",
