@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import BaseRoute, Match, Mount
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from gpucloud_gateway.config import GatewaySettings
 from gpucloud_gateway.errors import ApiError, error_response
@@ -23,6 +26,19 @@ from gpucloud_gateway.openai_routes import OpenAIRoutes
 from gpucloud_gateway.ops import OpsRoutes
 
 _API_PREFIXES = ("/v1/", "/api/")
+# Response headers a browser app may read across origins.
+EXPOSED_HEADERS = (
+    "x-request-id",
+    "x-queue-wait-ms",
+    "x-should-retry",
+    "retry-after",
+    "retry-after-ms",
+    *(
+        f"x-ratelimit-{what}-{unit}"
+        for what in ("limit", "remaining", "reset")
+        for unit in ("requests", "tokens")
+    ),
+)
 _PLACEHOLDER = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>gpucloud</title></head>
 <body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 4rem auto">
@@ -45,26 +61,55 @@ def find_web_dir(configured: Path | None) -> Path | None:
     return None
 
 
-class WebFallback:
-    """Everything no route took: unknown API paths get the JSON envelope (404, or 405 when
-    the path exists with another method); other paths are the dashboard's files."""
+# The order methods are listed in an Allow header.
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_STATIC_METHODS = frozenset({"GET", "HEAD"})
 
-    def __init__(self, api_routes: list[BaseRoute], web_dir: Path | None) -> None:
-        self._api_routes = api_routes
+
+def allowed_methods(routes: list[BaseRoute], scope: Scope) -> list[str]:
+    """The methods the routes whose path matches `scope` answer, OPTIONS included; [] if none."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods
+    if not methods:
+        return []
+    return sorted(methods | {"OPTIONS"}, key=_METHOD_ORDER.index)
+
+
+def _method_response(method: str, path: str, allowed: list[str]) -> Response:
+    """204 with Allow for OPTIONS (no CORS: that is the CORS layer's, when configured), else 405."""
+    allow = {"Allow": ", ".join(allowed)}
+    if method == "OPTIONS":
+        return Response(status_code=204, headers=allow)
+    return error_response(
+        ApiError(405, f"Method {method} is not allowed on {path}.", headers=allow)
+    )
+
+
+class WebFallback:
+    """Everything no route took: a known path with another method gets 405 (or OPTIONS its
+    204), both with Allow; unknown API paths a 404 envelope; other paths the dashboard's files."""
+
+    def __init__(self, routes: list[BaseRoute], web_dir: Path | None) -> None:
+        self._routes = routes
         self._static = StaticFiles(directory=web_dir, html=True) if web_dir else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        if scope["type"] == "http" and path.startswith(_API_PREFIXES):
-            partial = any(r.matches(scope)[0] is Match.PARTIAL for r in self._api_routes)
-            error = (
-                ApiError(405, f"Method {scope['method']} is not allowed on {path}.")
-                if partial
-                else ApiError(404, f"Unknown API endpoint: {path}.", code="unknown_url")
-            )
-            await error_response(error)(scope, receive, send)
+        if scope["type"] != "http":
+            await WebSocketClose()(scope, receive, send)
             return
-        if self._static is not None:
+        method: str = scope["method"]
+        if allowed := allowed_methods(self._routes, scope):
+            await _method_response(method, path, allowed)(scope, receive, send)
+        elif path.startswith(_API_PREFIXES):
+            error = ApiError(404, f"Unknown API endpoint: {path}.", code="unknown_url")
+            await error_response(error)(scope, receive, send)
+        elif method not in _STATIC_METHODS:
+            static = sorted(_STATIC_METHODS | {"OPTIONS"}, key=_METHOD_ORDER.index)
+            await _method_response(method, path, static)(scope, receive, send)
+        elif self._static is not None:
             await self._static(scope, receive, send)
         elif path == "/":
             await HTMLResponse(_PLACEHOLDER)(scope, receive, send)
@@ -87,22 +132,46 @@ async def _disconnected(request: Request, exc: Exception) -> Response:
     return Response(status_code=499)
 
 
-def create_app(settings: GatewaySettings, channel: grpc.aio.Channel) -> Starlette:
-    """The ASGI app; every route shares `channel`, one long-lived grpc.aio channel to the core."""
+def cors(origins: Sequence[str]) -> list[Middleware]:
+    """The CORS layer for browser apps served from `origins` ("*" for any); none when empty.
+
+    Credentials travel in the Authorization header, never in cookies, so no
+    `allow_credentials`; the headers SDKs read (limits, retry hints, request id) are exposed.
+    """
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["*"],
+            expose_headers=list(EXPOSED_HEADERS),
+            max_age=600,
+        )
+    ]
+
+
+def create_app(
+    settings: GatewaySettings, channel: grpc.aio.Channel, *, cors_origins: Sequence[str] = ()
+) -> Starlette:
+    """The ASGI app; every route shares `channel`, one long-lived grpc.aio channel to the core.
+    `cors_origins` turns on CORS for those browser origins; without it there is no CORS policy."""
     metrics = GatewayMetrics()
     api: list[BaseRoute] = [
         *OpenAIRoutes(channel, metrics, settings.keepalive_s).routes(),
         *ManagementRoutes(channel, settings.core_timeout_s, settings.keepalive_s).routes(),
     ]
+    api += OpsRoutes(channel, metrics, settings.ops_token).routes()
     routes: list[BaseRoute] = [
         *api,
-        *OpsRoutes(channel, metrics, settings.ops_token).routes(),
         Mount("/", app=WebFallback(api, find_web_dir(settings.web_dir))),
     ]
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(RequestContext),
+            *cors(cors_origins),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
         ],
         exception_handlers={

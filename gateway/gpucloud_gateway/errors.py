@@ -38,7 +38,7 @@ _GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
 }
 _INTERNAL = (500, "server_error")
 # Statuses a client must not retry unchanged.
-_PERMANENT = frozenset({400, 401, 403, 404, 409, 413, 422, 501})
+_PERMANENT = frozenset({400, 401, 403, 404, 405, 409, 413, 422, 501})
 # Statuses that tell the client when to come back.
 _THROTTLED = frozenset({429, 503})
 _DEFAULT_RETRY_MS = 1000
