@@ -217,4 +217,4 @@ def test_a_planner_sized_fleet_meets_an_slo_a_smaller_one_misses() -> None:
         )
         return result.summary.ttft_ms_p99
 
-    assert p99_ttft(8) < 200.0 < p99_ttft(1)
+    assert p99_ttft(8) < 300.0 < p99_ttft(1)

@@ -35,6 +35,8 @@ LLAMA3_8B = find_model("meta-llama/Meta-Llama-3-8B-Instruct")
 LLAMA2_7B = find_model("meta-llama/Llama-2-7b-chat-hf")
 
 VLLM = "vLLM benchmark, Llama-3-8B BF16, batch ~1"
+LAMBDA = "Lambda vllm-benchmark (vLLM 0.6), 10 ShareGPT prompts at once, median"
+VLLM_NEW = "vLLM 0.21-0.23 single-stream runs (InferenceBench H100; johnmusgrave.com A100)"
 DATABRICKS = "Databricks, LLM Inference Performance Engineering: Best Practices"
 TRTLLM = "TensorRT-LLM A100 prefill: share of peak FLOPS"
 MBU = "Serving engines' decode memory-bandwidth utilisation"
@@ -60,27 +62,34 @@ class Measurement:
     tolerance: float = 0.0
     low: float = 0.0
     high: float = 0.0
+    # Recorded (prompt, output) sizes of requests sent all at once, replayed; the
+    # metric is then the median over them, as the benchmark reports it.
+    sizes: tuple[tuple[int, int], ...] = ()
 
     @property
     def setting(self) -> str:
-        return (
-            f"{self.model.id.split('/')[-1]} on {self.gpu.name}, "
-            f"{self.prompt_tokens} in / {self.output_tokens} out"
-        )
+        where = f"{self.model.id.split('/')[-1]} on {self.gpu.name}"
+        if self.sizes:
+            prompts, outputs = (sum(size[i] for size in self.sizes) for i in (0, 1))
+            return f"{where}, {len(self.sizes)} requests ({prompts} in / {outputs} out)"
+        return f"{where}, {self.prompt_tokens} in / {self.output_tokens} out"
 
     def simulate(self) -> float:
-        result = profile(self.gpu, self.model, self.prompt_tokens, self.output_tokens, requests=1)
-        run = result.requests[0]
+        count = len(self.sizes) or 1
+        summary = profile(
+            self.gpu, self.model, self.prompt_tokens, self.output_tokens,
+            concurrency=count, requests=count, sizes=self.sizes,
+        ).summary  # fmt: skip
         if self.metric == "tpot_ms":
-            return run.tpot_ms
+            return summary.tpot_ms_p50
         if self.metric == "ttft_ms":
-            return run.ttft_ms
+            return summary.ttft_ms_p50
         if self.metric == "mfu":
             flops = 2.0 * self.model.parameters * self.prompt_tokens
-            return flops / (run.ttft_ms / 1e3 * self.gpu.dense_bf16_flops)
+            return flops / (summary.ttft_ms_p50 / 1e3 * self.gpu.dense_bf16_flops)
         context = self.prompt_tokens + self.output_tokens / 2
         read = self.model.weight_bytes + self.model.kv_bytes_per_token * context
-        return read / (run.tpot_ms / 1e3 * self.gpu.bandwidth_bytes_per_s)
+        return read / (summary.tpot_ms_p50 / 1e3 * self.gpu.bandwidth_bytes_per_s)
 
     def error(self, simulated: float) -> float:
         """Relative error against the figure, or 0 inside a published range."""
@@ -96,9 +105,32 @@ def _mbu(gpu: str, low: float, high: float) -> Measurement:
     return Measurement(MBU, GPUS[gpu], LLAMA3_8B, 512, 256, "mbu", 0.0, 0.0, low, high)
 
 
+# github.com/LambdaLabsML/vllm-benchmark, results/prompt_10/1x{H,A}100-80GB-SXM/
+# Meta-Llama-3-8B-Instruct_tp1_len2048.json: the requests' input_lens and output_lens.
+_LAMBDA_IN = (13, 25, 27, 10, 329, 29, 399, 328, 4, 205)
+LAMBDA_H100 = tuple(zip(_LAMBDA_IN, (120, 429, 233, 194, 101, 741, 9, 3, 6, 31), strict=True))
+LAMBDA_A100 = tuple(zip(_LAMBDA_IN, (120, 507, 233, 194, 101, 741, 9, 3, 6, 31), strict=True))
+
+
+def _lambda(gpu: str, metric: str, published: float, tolerance: float) -> Measurement:
+    sizes = LAMBDA_H100 if gpu == "h100" else LAMBDA_A100
+    return Measurement(LAMBDA, GPUS[gpu], LLAMA3_8B, 1, 1, metric, published, tolerance,
+                       sizes=sizes)  # fmt: skip
+
+
 MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement(VLLM, GPUS["h100"], LLAMA3_8B, 512, 256, "tpot_ms", 7.56, 0.10),
     Measurement(VLLM, GPUS["a100"], LLAMA3_8B, 512, 256, "tpot_ms", 12.01, 0.10),
+    # The same figures are the median TPOT of this run, whose TTFT is published too.
+    _lambda("h100", "tpot_ms", 7.558, 0.10),
+    _lambda("a100", "tpot_ms", 12.014, 0.10),
+    _lambda("h100", "ttft_ms", 62.19, 0.20),
+    _lambda("a100", "ttft_ms", 126.73, 0.20),
+    # Newer vLLM: InferenceBench's H100-80GB-HBM3 sweep, Llama-3.1-8B FP16, concurrency
+    # 1 (chat-short prompts; 256 in / 256 out assumed), TPOT p50 6.48 ms; and a vLLM 0.23
+    # sweep on an A100 40GB, 1024 in / 128 out, "about 75 tokens/sec" at concurrency 1.
+    Measurement(VLLM_NEW, GPUS["h100"], LLAMA3_8B, 256, 256, "tpot_ms", 6.48, 0.10),
+    Measurement(VLLM_NEW, A100_40GB, LLAMA3_8B, 1024, 128, "tpot_ms", 1e3 / 75, 0.10),
     # 1000 / tokens per second; the run generates 512 tokens after a near-empty prompt.
     Measurement(LLAMA_CPP, GPUS["rtx4090"], LLAMA3_8B, 16, 512, "tpot_ms", 1e3 / 54.84, 0.10),
     Measurement(LLAMA_CPP, GPUS["rtx4090"], LLAMA2_7B, 16, 512, "tpot_ms", 1e3 / 60.78, 0.10),

@@ -28,19 +28,30 @@ class Workload:
     # Leading prompt tokens every request shares (a system prompt): prefix cache hits.
     shared_prefix_tokens: int = 0
     seed: int = 0
+    # (prompt, output) tokens per request, cycled, instead of the two sizes above: a
+    # recorded benchmark's requests replayed.
+    sizes: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.rate is not None:
             raise ValueError("give concurrency (closed loop) or rate (open loop), not both")
-        if self.requests < 1 or self.prompt_tokens < 1 or self.output_tokens < 1:
+        sizes = [(self.prompt_tokens, self.output_tokens), *self.sizes]
+        if self.requests < 1 or min(min(pair) for pair in sizes) < 1:
             raise ValueError("requests, prompt_tokens and output_tokens must be >= 1")
         if (self.concurrency or 1) < 1 or (self.rate is not None and not self.rate > 0):
             raise ValueError("concurrency must be >= 1 and rate > 0")
 
+    def size(self, request: int) -> tuple[int, int]:
+        """(prompt, output) tokens of one request."""
+        if self.sizes:
+            return self.sizes[request % len(self.sizes)]
+        return self.prompt_tokens, self.output_tokens
+
     def keys(self, request: int) -> tuple[Hashable, ...]:
         """Block keys of one request's prompt: the shared prefix, then its own blocks."""
-        shared = min(self.shared_prefix_tokens, self.prompt_tokens) // BLOCK_TOKENS
-        own = self.prompt_tokens // BLOCK_TOKENS - shared
+        prompt = self.size(request)[0]
+        shared = min(self.shared_prefix_tokens, prompt) // BLOCK_TOKENS
+        own = prompt // BLOCK_TOKENS - shared
         return (*(("shared", j) for j in range(shared)), *((request, j) for j in range(own)))
 
     def first_arrivals(self) -> list[float]:
@@ -98,9 +109,8 @@ def _dispatch(
     engine = engines[worker]
     if not engine.has_work():
         engine.advance_to(at)
-    (seq,) = engine.add(
-        model, workload.prompt_tokens, workload.output_tokens, workload.keys(request), arrival_s=at
-    )
+    prompt, output = workload.size(request)
+    (seq,) = engine.add(model, prompt, output, workload.keys(request), arrival_s=at)
     return seq, worker
 
 

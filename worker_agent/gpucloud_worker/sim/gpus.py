@@ -89,30 +89,35 @@ def _clamp(value: float) -> float:
     return min(1.0, max(0.0, value))
 
 
-# Calibration shared by the cards of one memory technology (CALIBRATION.md holds the
-# published figures and the sim's). Decode: two unknowns (bandwidth efficiency, step
-# overhead) from two measurements, vLLM's batch-1 TPOT for Llama-3-8B BF16 of 7.56 ms
-# on H100 SXM and 12.01 ms on A100 80GB SXM, solve to 0.70 and 0.65 ms: inside the
-# 0.60-0.75 serving engines report on HBM cards. GDDR cards (0.75-0.87 reported for
-# RTX 4090 / A6000): 0.86, the minimax fit to llama.cpp's published F16 batch-1
-# decode rates (github.com/XiongjieDai/GPU-Benchmarks-on-LLM-Inference: RTX 4090
-# Llama-3-8B 54.84 t/s and Llama-2-7B 60.78 t/s, RTX A6000 Llama-2-7B 44.01 t/s),
-# each within 7 % with the same step overhead. Prefill: three unknowns (GEMM
-# efficiency asymptote, its half-saturation in cost.py, prefill overhead) fitted by
-# minimax to TensorRT-LLM's A100 prefill (35 % of peak at 128 tokens, ~70 % at 2k)
-# and Databricks' MPT-7B TTFT of 46 ms at 512 tokens on an A100-40GB: 0.70, 80
-# tokens and 4 ms, each within 11 %. Only A100 prefill is published here; the other
-# cards take the same GEMM efficiency (cuBLAS reaches a similar share of dense peak
-# on Ampere, Ada and Hopper).
-HBM_DECODE_BANDWIDTH_EFFICIENCY = 0.70
+# Calibration shared by the cards of one memory technology; CALIBRATION.md holds every
+# published figure against the sim's. Decode, HBM cards: bandwidth efficiency and step
+# overhead fitted by minimax to vLLM's Llama-3-8B decode on H100 SXM and A100 SXM
+# (Lambda's vllm-benchmark, vLLM 0.6: median TPOT 7.56 and 12.01 ms; newer vLLM:
+# 6.48 ms on H100, ~13.3 ms on an A100 40GB): 0.76 and 0.65 ms, every figure within
+# 8 % and the resulting utilisation inside the 0.60-0.75 serving engines report.
+# GDDR cards (0.75-0.87 reported for RTX 4090 / A6000): 0.86, fitted to llama.cpp's
+# published F16 batch-1 decode (github.com/XiongjieDai/GPU-Benchmarks-on-LLM-Inference:
+# RTX 4090 Llama-3-8B 54.84 t/s and Llama-2-7B 60.78 t/s, RTX A6000 Llama-2-7B 44.01
+# t/s) with the same step overhead, each within 7 %. Prefill: GEMM efficiency
+# asymptote, its half-saturation (cost.py) and the prefill overhead fitted by minimax
+# to TensorRT-LLM's A100 prefill (35 % of peak at 128 tokens, ~70 % at 2k),
+# Databricks' MPT-7B TTFT (46 ms, 512 tokens, A100-40GB) and Lambda's A100 TTFT
+# (126.7 ms for ten prompts, 1369 tokens): 0.70, 80 tokens and 4 ms, each within
+# 12 %. H100: 0.41, from Lambda's H100 TTFT of the same prompts (62.2 ms): vLLM's
+# prefill reaches ~400 of the H100's 989 dense TFLOPS, so an H100 prefills about
+# twice as fast as an A100, not three times. The GDDR cards take the A100's figure
+# (no published vLLM prefill on them here).
+HBM_DECODE_BANDWIDTH_EFFICIENCY = 0.76
 GDDR_DECODE_BANDWIDTH_EFFICIENCY = 0.86
 STEP_OVERHEAD_S = 0.65e-3
 PREFILL_COMPUTE_EFFICIENCY = 0.70
+H100_PREFILL_COMPUTE_EFFICIENCY = 0.41
 PREFILL_OVERHEAD_S = 4.0e-3
 _HBM_SOURCE = (
-    "decode: fit to vLLM Llama-3-8B BF16 batch-1 TPOT (H100 SXM 7.56 ms, A100 SXM 12.01 ms); "
-    "prefill: minimax fit to TensorRT-LLM A100 MFU (35 % at 128, ~70 % at 2k tokens) "
-    "and Databricks MPT-7B A100-40GB TTFT 46 ms at 512 tokens"
+    "decode: minimax fit to vLLM Llama-3-8B TPOT (Lambda vllm-benchmark H100 7.56 ms, "
+    "A100 12.01 ms; vLLM 0.21-0.23 H100 6.48 ms, A100-40GB ~13.3 ms); prefill: minimax fit "
+    "to TensorRT-LLM A100 MFU (35 % at 128, ~70 % at 2k tokens), Databricks MPT-7B "
+    "A100-40GB TTFT 46 ms and Lambda A100 TTFT 126.7 ms (H100: Lambda TTFT 62.2 ms)"
 )
 _GDDR_SOURCE = (
     "decode: fit to llama.cpp F16 batch-1 decode (RTX 4090 Llama-3-8B 54.84 t/s, "
@@ -173,7 +178,7 @@ GPUS: dict[str, GpuModel] = {
         idle_watts=70.0,
         calibration=Calibration(
             HBM_DECODE_BANDWIDTH_EFFICIENCY,
-            PREFILL_COMPUTE_EFFICIENCY,
+            H100_PREFILL_COMPUTE_EFFICIENCY,
             PREFILL_OVERHEAD_S,
             STEP_OVERHEAD_S,
             _HBM_SOURCE,

@@ -24,12 +24,14 @@ def profile(
     *,
     workers: int = 1,
     shared_prefix_tokens: int = 0,
+    sizes: tuple[tuple[int, int], ...] = (),
     config: EngineConfig | None = None,
 ) -> ProfileResult:
     """Simulates `requests` identical requests on `workers` workers of `gpu_count` GPUs.
 
     Closed loop with `concurrency` requests in flight, or open loop with Poisson
     arrivals at `rate` per second (seeded); neither means one request at a time.
+    `sizes` replays recorded (prompt, output) sizes instead of the two fixed ones.
     Runs on a virtual clock: seconds of GPU time cost milliseconds of CPU.
     ValueError for an unknown GPU or model, FP8 on a GPU without it, or a model
     that does not fit.
@@ -44,6 +46,7 @@ def profile(
         rate,
         shared_prefix_tokens=shared_prefix_tokens,
         seed=seed,
+        sizes=sizes,
     )
     engines = [
         GpuEngine(card, [spec], gpu_count=gpu_count, precision=precision, config=config)

@@ -54,7 +54,8 @@ class Summary:
     @classmethod
     def of(cls, requests: Sequence[RequestResult], seconds: float) -> Summary:
         ttft = [r.ttft_ms for r in requests]
-        tpot = [r.tpot_ms for r in requests]
+        # As vLLM's benchmark: a one-token answer has no time per output token.
+        tpot = [r.tpot_ms for r in requests if r.output_tokens > 1]
         e2e = [r.e2e_ms for r in requests]
         rate = 1.0 / seconds if seconds > 0 else 0.0
         return cls(
