@@ -143,7 +143,8 @@ def test_tpot_grows_with_batch_until_compute_binds() -> None:
 def test_fp8_halves_the_weights_read_on_h100_and_is_refused_on_a100() -> None:
     bf16 = profile("h100", LLAMA_8B, 512, 64, requests=1).summary.tpot_ms_p50
     fp8 = profile("h100", LLAMA_8B, 512, 64, requests=1, precision="fp8").summary.tpot_ms_p50
-    assert 0.5 * bf16 < fp8 < 0.65 * bf16
+    # Half the bytes at 0.75 of the BF16 bandwidth efficiency (cost.FP8_BANDWIDTH_FACTOR).
+    assert 0.6 * bf16 < fp8 < 0.8 * bf16
     for gpu in ("a100", "a6000"):
         with pytest.raises(ValueError, match="no FP8"):
             profile(gpu, LLAMA_8B, 512, 64, requests=1, precision="fp8")
@@ -152,7 +153,7 @@ def test_fp8_halves_the_weights_read_on_h100_and_is_refused_on_a100() -> None:
 def test_tensor_parallel_70b_pays_for_its_all_reduces() -> None:
     deployment = cost.Deployment(LLAMA_70B, find_gpu("h100"), gpu_count=2)
     parts = cost.step_cost(deployment, cost.StepWork(decode_sequences=1, decode_context=600))
-    assert parts.communication_s == pytest.approx(160 * (10e-6 + 8192 * 2 / 2 / 450e9), rel=0.01)
+    assert parts.communication_s == pytest.approx(160 * (11e-6 + 8192 * 2 / 2 / 450e9), rel=0.01)
     two = profile("h100", LLAMA_70B, 512, 64, requests=1, gpu_count=2).summary.tpot_ms_p50
     four = profile("h100", LLAMA_70B, 512, 64, requests=1, gpu_count=4).summary.tpot_ms_p50
     assert four < two < 2 * four  # more GPUs help, less than linearly

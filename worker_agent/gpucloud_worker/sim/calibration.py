@@ -65,10 +65,14 @@ class Measurement:
     # Recorded (prompt, output) sizes of requests sent all at once, replayed; the
     # metric is then the median over them, as the benchmark reports it.
     sizes: tuple[tuple[int, int], ...] = ()
+    gpu_count: int = 1
+    precision: str = "bf16"
 
     @property
     def setting(self) -> str:
-        where = f"{self.model.id.split('/')[-1]} on {self.gpu.name}"
+        count = f"{self.gpu_count} x " if self.gpu_count > 1 else ""
+        precision = " FP8" if self.precision == "fp8" else ""
+        where = f"{self.model.id.split('/')[-1]}{precision} on {count}{self.gpu.name}"
         if self.sizes:
             prompts, outputs = (sum(size[i] for size in self.sizes) for i in (0, 1))
             return f"{where}, {len(self.sizes)} requests ({prompts} in / {outputs} out)"
@@ -79,6 +83,7 @@ class Measurement:
         summary = profile(
             self.gpu, self.model, self.prompt_tokens, self.output_tokens,
             concurrency=count, requests=count, sizes=self.sizes,
+            gpu_count=self.gpu_count, precision=self.precision,
         ).summary  # fmt: skip
         if self.metric == "tpot_ms":
             return summary.tpot_ms_p50
@@ -112,10 +117,27 @@ LAMBDA_H100 = tuple(zip(_LAMBDA_IN, (120, 429, 233, 194, 101, 741, 9, 3, 6, 31),
 LAMBDA_A100 = tuple(zip(_LAMBDA_IN, (120, 507, 233, 194, 101, 741, 9, 3, 6, 31), strict=True))
 
 
+# The same prompts on two H100s (tensor parallel) and in FP8 (..._tp2_len2048.json,
+# Meta-Llama-3.1-8B-FP8_tp1_len2048.json); an empty answer is replayed as one token.
+LAMBDA_70B_TP2 = tuple(zip(_LAMBDA_IN, (120, 661, 233, 194, 101, 741, 1, 1, 6, 35), strict=True))
+LAMBDA_8B_TP2 = tuple(zip(_LAMBDA_IN, (120, 510, 233, 194, 101, 741, 9, 3, 6, 31), strict=True))
+LAMBDA_8B_FP8 = tuple(zip(_LAMBDA_IN, (120, 1, 1, 194, 1, 40, 1, 1, 6, 80), strict=True))
+LLAMA_70B = find_model("meta-llama/Llama-3.1-70B-Instruct")
+
+
 def _lambda(gpu: str, metric: str, published: float, tolerance: float) -> Measurement:
     sizes = LAMBDA_H100 if gpu == "h100" else LAMBDA_A100
     return Measurement(LAMBDA, GPUS[gpu], LLAMA3_8B, 1, 1, metric, published, tolerance,
                        sizes=sizes)  # fmt: skip
+
+
+def _lambda_h100(
+    model: ModelSpec, sizes: tuple[tuple[int, int], ...], count: int, precision: str,
+    metric: str, published: float,
+) -> Measurement:  # fmt: skip
+    tolerance = 0.10 if metric == "tpot_ms" else 0.20
+    return Measurement(LAMBDA, GPUS["h100"], model, 1, 1, metric, published, tolerance,
+                       sizes=sizes, gpu_count=count, precision=precision)  # fmt: skip
 
 
 MEASUREMENTS: tuple[Measurement, ...] = (
@@ -126,6 +148,11 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     _lambda("a100", "tpot_ms", 12.014, 0.10),
     _lambda("h100", "ttft_ms", 62.19, 0.20),
     _lambda("a100", "ttft_ms", 126.73, 0.20),
+    _lambda_h100(LLAMA_70B, LAMBDA_70B_TP2, 2, "bf16", "tpot_ms", 29.54),
+    _lambda_h100(LLAMA_70B, LAMBDA_70B_TP2, 2, "bf16", "ttft_ms", 218.92),
+    _lambda_h100(LLAMA3_8B, LAMBDA_8B_TP2, 2, "bf16", "tpot_ms", 5.257),
+    _lambda_h100(LLAMA3_8B, LAMBDA_8B_FP8, 1, "fp8", "tpot_ms", 5.198),
+    _lambda_h100(LLAMA3_8B, LAMBDA_8B_FP8, 1, "fp8", "ttft_ms", 62.48),
     # Newer vLLM: InferenceBench's H100-80GB-HBM3 sweep, Llama-3.1-8B FP16, concurrency
     # 1 (chat-short prompts; 256 in / 256 out assumed), TPOT p50 6.48 ms; and a vLLM 0.23
     # sweep on an A100 40GB, 1024 in / 128 out, "about 75 tokens/sec" at concurrency 1.

@@ -103,21 +103,22 @@ def _clamp(value: float) -> float:
 # to TensorRT-LLM's A100 prefill (35 % of peak at 128 tokens, ~70 % at 2k),
 # Databricks' MPT-7B TTFT (46 ms, 512 tokens, A100-40GB) and Lambda's A100 TTFT
 # (126.7 ms for ten prompts, 1369 tokens): 0.70, 80 tokens and 4 ms, each within
-# 12 %. H100: 0.41, from Lambda's H100 TTFT of the same prompts (62.2 ms): vLLM's
-# prefill reaches ~400 of the H100's 989 dense TFLOPS, so an H100 prefills about
+# 12 %. H100: 0.50, between Lambda's TTFTs of the same prompts for Llama-3-8B (62.2
+# ms, which alone gives 0.41) and Llama-3-70B on two H100s (218.9 ms, 0.50): vLLM's
+# prefill reaches ~400-500 of the H100's 989 dense TFLOPS, so an H100 prefills about
 # twice as fast as an A100, not three times. The GDDR cards take the A100's figure
 # (no published vLLM prefill on them here).
 HBM_DECODE_BANDWIDTH_EFFICIENCY = 0.76
 GDDR_DECODE_BANDWIDTH_EFFICIENCY = 0.86
 STEP_OVERHEAD_S = 0.65e-3
 PREFILL_COMPUTE_EFFICIENCY = 0.70
-H100_PREFILL_COMPUTE_EFFICIENCY = 0.41
+H100_PREFILL_COMPUTE_EFFICIENCY = 0.50
 PREFILL_OVERHEAD_S = 4.0e-3
 _HBM_SOURCE = (
     "decode: minimax fit to vLLM Llama-3-8B TPOT (Lambda vllm-benchmark H100 7.56 ms, "
     "A100 12.01 ms; vLLM 0.21-0.23 H100 6.48 ms, A100-40GB ~13.3 ms); prefill: minimax fit "
     "to TensorRT-LLM A100 MFU (35 % at 128, ~70 % at 2k tokens), Databricks MPT-7B "
-    "A100-40GB TTFT 46 ms and Lambda A100 TTFT 126.7 ms (H100: Lambda TTFT 62.2 ms)"
+    "A100-40GB TTFT 46 ms and Lambda A100 TTFT 126.7 ms (H100: Lambda 8B and 70B TTFTs)"
 )
 _GDDR_SOURCE = (
     "decode: fit to llama.cpp F16 batch-1 decode (RTX 4090 Llama-3-8B 54.84 t/s, "
@@ -125,9 +126,11 @@ _GDDR_SOURCE = (
     "cards; step overhead and prefill as the HBM cards (no published GDDR prefill here)"
 )
 
-# All-reduce latency of one small message: ~10 us over NVLink (nccl-tests, vLLM's
-# custom all-reduce reaches 5-10 us), ~25 us over PCIe without peer-to-peer.
-NVLINK_ALL_REDUCE_LATENCY_S = 10e-6
+# All-reduce latency of one small message: 11 us over NVLink, fitted with cost.py's
+# TP falloff to Lambda's vLLM runs on two H100s (Llama-3-8B and Llama-3-70B median
+# TPOT, both within 10 %); nccl-tests and vLLM's custom all-reduce report 5-15 us.
+# ~25 us over PCIe without peer-to-peer (not fitted).
+NVLINK_ALL_REDUCE_LATENCY_S = 11e-6
 PCIE_ALL_REDUCE_LATENCY_S = 25e-6
 
 # Memory sizes: NVIDIA's "80GB"/"48GB"/"24GB" boards expose binary gigabytes
