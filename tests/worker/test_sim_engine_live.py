@@ -147,3 +147,17 @@ async def test_an_engine_failure_ends_generations_with_an_internal_error(
         with pytest.raises(BackendError) as caught:
             await finish_of(backend, chat(Message("user", "hi")))
         assert caught.value.kind is ErrorKind.INTERNAL
+
+
+async def test_a_worker_tells_how_much_of_a_prompt_it_has_cached() -> None:
+    backend = SimBackend("h100", [LLAMA_8B], speed=0)
+    request = chat(SYSTEM, Message("user", "Hello there"))
+    assert backend.cached_prompt_tokens(request) == 0
+    await finish_of(backend, request)
+    again = chat(SYSTEM, Message("user", "Another question"))
+    cached = backend.cached_prompt_tokens(again)
+    assert cached > 1000
+    finish = await finish_of(backend, again)
+    assert isinstance(finish, SimFinish)
+    assert finish.cached_tokens == cached
+    assert backend.cached_prompt_tokens(chat(Message("user", "new"), n=1)) == 0

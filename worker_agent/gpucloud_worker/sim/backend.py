@@ -170,6 +170,15 @@ class SimBackend:
             self.engine.abort(model, seqs)
             self._driver.settle()
 
+    def cached_prompt_tokens(self, request: GenerationRequest) -> int:
+        """Prompt tokens of `request` this worker holds in its prefix cache now (0 for a
+        model it does not serve): the figure a prefix-aware scheduler would ask for."""
+        for model in self.models:
+            if model.id == request.model:
+                keys = block_keys(model.id, request.messages)
+                return self.engine.cached_prefix_tokens(model, keys)
+        return 0
+
     def _check_engine(self) -> None:
         if self._driver.error is not None:
             raise BackendError(ErrorKind.INTERNAL, "the simulated engine failed")

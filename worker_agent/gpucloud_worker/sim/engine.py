@@ -95,6 +95,11 @@ class GpuEngine:
         blocks = self._queue(model).pool.capacity
         return min(model.max_context, blocks * BLOCK_TOKENS)
 
+    def cached_prefix_tokens(self, model: ModelSpec, keys: tuple[Hashable, ...]) -> int:
+        """Prompt tokens a request with these block keys would find in the prefix cache
+        now: what prefix-aware dispatch weighs against load."""
+        return self._queue(model).pool.cached_prefix(keys) * BLOCK_TOKENS
+
     def add(
         self,
         model: ModelSpec,

@@ -42,6 +42,16 @@ class BlockPool:
         """Blocks referenced by live sequences."""
         return self.capacity - self.available
 
+    def cached_prefix(self, keys: Sequence[Hashable]) -> int:
+        """Blocks of the longest cached prefix of `keys`, touching nothing (for dispatch)."""
+        count = 0
+        if self.caching:
+            for key in keys:
+                if key not in self._block_of:
+                    break
+                count += 1
+        return count
+
     def match(self, keys: Sequence[Hashable]) -> list[int]:
         """Takes a reference on the cached blocks of the longest cached prefix of `keys`."""
         hits: list[int] = []
