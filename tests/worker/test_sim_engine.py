@@ -219,3 +219,10 @@ def test_a_planner_sized_fleet_meets_an_slo_a_smaller_one_misses() -> None:
         return result.summary.ttft_ms_p99
 
     assert p99_ttft(8) < 300.0 < p99_ttft(1)
+
+
+def test_profile_refuses_requests_the_worker_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="holds 0 tokens"):
+        profile("rtx4090", LLAMA_70B, 128, 16)
+    with pytest.raises(ValueError, match="needs 60000"):
+        profile("rtx4090", LLAMA_8B, 50_000, 10_000)

@@ -39,19 +39,24 @@ def profile(
     card = find_gpu(gpu) if isinstance(gpu, str) else gpu
     spec = find_model(model) if isinstance(model, str) else model
     workload = Workload(
-        prompt_tokens,
-        output_tokens,
-        requests,
-        concurrency,
-        rate,
-        shared_prefix_tokens=shared_prefix_tokens,
-        seed=seed,
-        sizes=sizes,
-    )
+        prompt_tokens, output_tokens, requests, concurrency, rate,
+        shared_prefix_tokens=shared_prefix_tokens, seed=seed, sizes=sizes,
+    )  # fmt: skip
     engines = [
         GpuEngine(card, [spec], gpu_count=gpu_count, precision=precision, config=config)
         for _ in range(workers)
     ]
-    if engines[0].context_limit(spec) < 1:
-        raise ValueError(f"{spec.id} does not fit on {gpu_count} x {card.name} in {precision}")
+    _check_fits(engines[0], spec, workload)
     return simulate_fleet(engines, spec, workload)
+
+
+def _check_fits(engine: GpuEngine, model: ModelSpec, workload: Workload) -> None:
+    """ValueError unless every request of the workload fits the worker's context."""
+    limit = engine.context_limit(model)
+    longest = max(sum(workload.size(i)) for i in range(len(workload.sizes) or 1))
+    if longest > limit:
+        where = f"{engine.gpu_count} x {engine.gpu.name}"
+        raise ValueError(
+            f"{model.id} on {where} holds {limit} tokens per sequence (its context or its "
+            f"KV cache after the weights); the workload needs {longest}"
+        )
