@@ -226,3 +226,18 @@ def test_profile_refuses_requests_the_worker_cannot_hold() -> None:
         profile("rtx4090", LLAMA_70B, 128, 16)
     with pytest.raises(ValueError, match="needs 60000"):
         profile("rtx4090", LLAMA_8B, 50_000, 10_000)
+
+
+def test_choices_of_one_request_share_their_prompt_blocks() -> None:
+    engine = GpuEngine(find_gpu("a100"), [LLAMA_8B])
+    keys = tuple(("prompt", j) for j in range(250))
+    first, *others = engine.add(LLAMA_8B, 4000, 8, keys, count=4)
+    step = engine.step()
+    assert step is not None
+    assert first.cached_tokens == 0
+    assert all(seq.cached_tokens == 4000 - BLOCK_TOKENS for seq in others)
+    alone = GpuEngine(find_gpu("a100"), [LLAMA_8B])
+    alone.add(LLAMA_8B, 4000, 8, keys)
+    single = alone.step()
+    assert single is not None
+    assert step.seconds < 1.1 * single.seconds  # the prompt is computed once

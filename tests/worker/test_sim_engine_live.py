@@ -80,7 +80,8 @@ async def test_memory_follows_the_live_kv_cache() -> None:
     stream = backend.generate(chat(Message("user", "word " * 4000), max_tokens=1000, n=2))
     assert isinstance(await anext(stream), Chunk)
     busy = (await backend.health()).gpus[0]
-    assert busy.memory_used_bytes - idle >= 2 * 5000 * 131_072 * 0.9
+    # Both choices hold the 5k-token prompt's KV cache, once: they share its blocks.
+    assert 5000 * 131_072 <= busy.memory_used_bytes - idle < 2 * 5000 * 131_072
     assert busy.utilization_percent > 90.0
     await stream.aclose()
     assert (await backend.health()).gpus[0].memory_used_bytes == idle

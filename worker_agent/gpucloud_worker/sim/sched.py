@@ -96,7 +96,7 @@ class ModelQueue:
             held = len(seq.blocks) * BLOCK_TOKENS  # most steps need no new block
             if seq.computed + tokens > held and not self._grow(seq, seq.computed + tokens):
                 return plan, work  # no admissions in a step that preempts
-            _plan(plan, work, seq, tokens)
+            self._plan(plan, work, seq, tokens)
             budget -= tokens
             index += 1
         self._admit(plan, work, budget)
@@ -109,8 +109,6 @@ class ModelQueue:
         for seq, tokens in plan:
             seq.computed += tokens
             seq.started = True
-            if seq.registered < len(seq.keys):
-                self._register(seq)
             if seq.pending > 0:
                 continue
             seq.generated += 1
@@ -169,7 +167,7 @@ class ModelQueue:
             self.waiting.popleft()
             seq.state = State.RUNNING
             self.running.append(seq)
-            _plan(plan, work, seq, tokens)
+            self._plan(plan, work, seq, tokens)
             budget -= tokens
 
     def _match_prefix(self, seq: Seq) -> None:
@@ -181,16 +179,16 @@ class ModelQueue:
         if not seq.started:
             seq.cached_tokens = seq.computed
 
-    def _register(self, seq: Seq) -> None:
-        full = min(len(seq.keys), seq.computed // BLOCK_TOKENS)
+    def _plan(self, plan: Plan, work: StepWork, seq: Seq, tokens: int) -> None:
+        plan.append((seq, tokens))
+        if seq.generated > 0 and tokens == 1 and seq.pending == 1:
+            work.add_decode(seq.computed)
+            return
+        work.add_prefill(tokens, seq.computed, first=not seq.started)
+        # Full prompt blocks this step fills are cached as it is scheduled, as vLLM V1
+        # does: a request admitted later in the same step (a sibling choice, the same
+        # system prompt) reuses them, its attention reading the KV this step writes.
+        full = min(len(seq.keys), (seq.computed + tokens) // BLOCK_TOKENS)
         for block in range(seq.registered, full):
             self.pool.register(seq.blocks[block], seq.keys[block])
         seq.registered = max(seq.registered, full)
-
-
-def _plan(plan: Plan, work: StepWork, seq: Seq, tokens: int) -> None:
-    plan.append((seq, tokens))
-    if seq.generated > 0 and tokens == 1 and seq.pending == 1:
-        work.add_decode(seq.computed)
-    else:
-        work.add_prefill(tokens, seq.computed, first=not seq.started)
