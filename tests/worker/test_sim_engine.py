@@ -126,7 +126,7 @@ def test_tpot_follows_the_memory_bound_step_while_memory_binds(batch: int) -> No
 
 
 def test_tpot_grows_with_batch_until_compute_binds() -> None:
-    config = EngineConfig(max_num_seqs=1024)
+    config = EngineConfig(max_num_batched_tokens=8192, max_num_seqs=1024)
     tpots = [
         profile("h100", LLAMA_8B, 16, 64, b, b, config=config).summary.tpot_ms_p50
         for b in (1, 8, 64, 256, 1024)
@@ -229,15 +229,23 @@ def test_profile_refuses_requests_the_worker_cannot_hold() -> None:
 
 
 def test_choices_of_one_request_share_their_prompt_blocks() -> None:
-    engine = GpuEngine(find_gpu("a100"), [LLAMA_8B])
+    engine = GpuEngine(find_gpu("h100"), [LLAMA_8B])  # 8192 tokens a step: all in one
     keys = tuple(("prompt", j) for j in range(250))
     first, *others = engine.add(LLAMA_8B, 4000, 8, keys, count=4)
     step = engine.step()
     assert step is not None
     assert first.cached_tokens == 0
     assert all(seq.cached_tokens == 4000 - BLOCK_TOKENS for seq in others)
-    alone = GpuEngine(find_gpu("a100"), [LLAMA_8B])
+    alone = GpuEngine(find_gpu("h100"), [LLAMA_8B])
     alone.add(LLAMA_8B, 4000, 8, keys)
     single = alone.step()
     assert single is not None
     assert step.seconds < 1.1 * single.seconds  # the prompt is computed once
+
+
+def test_engine_defaults_follow_vllm_per_gpu() -> None:
+    assert GpuEngine(find_gpu("h100"), [LLAMA_8B]).config.max_num_batched_tokens == 8192
+    assert GpuEngine(find_gpu("h100"), [LLAMA_8B]).config.max_num_seqs == 1024
+    for key in ("a100", "rtx4090", "a6000"):
+        config = GpuEngine(find_gpu(key), [LLAMA_8B]).config
+        assert (config.max_num_batched_tokens, config.max_num_seqs) == (2048, 256)

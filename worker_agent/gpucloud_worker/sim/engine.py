@@ -65,7 +65,7 @@ class GpuEngine:
     ) -> None:
         if not models:
             raise ValueError("an engine serves at least one model")
-        self.config = config or EngineConfig()
+        self.config = config or EngineConfig.for_gpu(gpu)
         self.gpu, self.gpu_count = gpu, gpu_count
         self.deployments = {m.id: Deployment(m, gpu, gpu_count, precision) for m in models}
         self.weight_bytes = sum(d.weight_bytes for d in self.deployments.values())

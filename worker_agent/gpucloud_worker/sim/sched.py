@@ -8,23 +8,38 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from gpucloud_worker.sim.cost import StepWork
+from gpucloud_worker.sim.gpus import GIB, GpuModel
 from gpucloud_worker.sim.kv import BLOCK_TOKENS, BlockPool, blocks_for
 from gpucloud_worker.sim.memory import USABLE_MEMORY_FRACTION
+
+# vLLM V1's defaults for the OpenAI server (EngineArgs.get_batch_defaults): GPUs of 70
+# GiB or more other than the A100 get a step budget of 8192 tokens and 1024 running
+# sequences; the others (the A100 too: a larger budget lowered its throughput, vLLM
+# PR #17885) 2048 and 256.
+LARGE_GPU_BYTES = 70 * GIB
+LARGE_GPU_BATCH = (8192, 1024)
+OTHER_GPU_BATCH = (2048, 256)
 
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """The serving engine's knobs, with vLLM's defaults."""
+    """The serving engine's knobs, with vLLM's defaults (`for_gpu` picks them per GPU)."""
 
-    # vLLM V1's max_num_batched_tokens for the OpenAI server: the token budget of one
-    # step, shared by the decodes and the chunk of prefill it carries.
-    max_num_batched_tokens: int = 8192
-    # vLLM's max_num_seqs: sequences running at once.
-    max_num_seqs: int = 256
-    # vLLM's gpu_memory_utilization: the share of device memory for weights, KV cache
-    # and activations; the rest is left to the CUDA context and other processes.
+    # max_num_batched_tokens: the token budget of one step, shared by the decodes and
+    # the chunk of prefill it carries.
+    max_num_batched_tokens: int = OTHER_GPU_BATCH[0]
+    # max_num_seqs: sequences running at once.
+    max_num_seqs: int = OTHER_GPU_BATCH[1]
+    # gpu_memory_utilization: the share of device memory for weights, KV cache and
+    # activations; the rest is left to the CUDA context and other processes.
     gpu_memory_utilization: float = USABLE_MEMORY_FRACTION
     prefix_caching: bool = True
+
+    @classmethod
+    def for_gpu(cls, gpu: GpuModel) -> EngineConfig:
+        large = gpu.memory_bytes >= LARGE_GPU_BYTES and gpu.key != "a100"
+        tokens, seqs = LARGE_GPU_BATCH if large else OTHER_GPU_BATCH
+        return cls(max_num_batched_tokens=tokens, max_num_seqs=seqs)
 
 
 class State(Enum):
