@@ -21,25 +21,67 @@ from starlette.routing import BaseRoute, Route
 
 from gpucloud.v1 import auth_pb2, auth_pb2_grpc, monitor_pb2, monitor_pb2_grpc
 from gpucloud_gateway import management_json as js
-from gpucloud_gateway.errors import ApiError, from_grpc, invalid, sse_error_event
+from gpucloud_gateway.errors import ApiError, from_grpc, sse_error_event
+from gpucloud_gateway.fields import Body, DateTime, Integer, Query, String, StringList
 from gpucloud_gateway.metadata import Metadata, core_metadata
 from gpucloud_gateway.middleware import request_info
 from gpucloud_gateway.sse import KEEPALIVE, EventStreamResponse, batches
-from gpucloud_gateway.validation import (
-    UINT32_MAX,
-    integer,
-    json_object,
-    moment,
-    string,
-    string_list,
-    type_error,
-)
+from gpucloud_gateway.validation import UINT32_MAX
 
 # The `authorization` metadata value of a call, and the request param it came from.
 Credential = tuple[str, str]
 Handler = Callable[[Request], Awaitable[Response]]
 Req = TypeVar("Req")
 Reply = TypeVar("Reply")
+LOGIN = Body(
+    "LoginRequest",
+    "A user's credentials; answered with a JWT for the management API.",
+    [
+        String("email", "The user's email.", required=True),
+        String("password", "The user's password.", required=True),
+    ],
+    example={"email": "admin@gpucloud.local", "password": "admin123"},
+)
+CHANGE_PASSWORD = Body(
+    "ChangePasswordRequest",
+    "The caller's current password and the one to replace it.",
+    [
+        String("currentPassword", "The password in use now.", required=True),
+        String("newPassword", "The new password (the core sets its rules).", required=True),
+    ],
+    example={"currentPassword": "admin123", "newPassword": "a-longer-passphrase"},
+)
+CREATE_USER = Body(
+    "CreateUserRequest",
+    "A new user (admins only).",
+    [
+        String("email", "The new user's email.", required=True),
+        String("password", "The new user's first password.", required=True),
+        String("role", "The new user's role; `member` when left out.", enum=list(js.ROLE_VALUES)),
+    ],
+    example={"email": "dev@example.com", "password": "a-first-password", "role": "member"},
+)
+# The bounds of a key's values are the core's (identity/keyspec.py); 0 means its default.
+CREATE_KEY = Body(
+    "CreateApiKeyRequest",
+    "A new API key; its secret is in the answer, once.",
+    [
+        String("name", "A name to recognise the key by.", required=True),
+        Integer("rateLimitPerMinute", "Requests per minute; 0: the default.", 0, UINT32_MAX),
+        Integer("tokensPerMinute", "Tokens per minute; 0: the default.", 0, UINT32_MAX),
+        Integer("priority", "The queue priority of the key's requests.", 0, UINT32_MAX),
+        StringList("allowedModels", "Models the key may use; empty: all of them."),
+        DateTime("expiresAt", "When the key stops working (ISO 8601; UTC if naive)."),
+    ],
+    example={"name": "playground", "rateLimitPerMinute": 60, "allowedModels": ["sim-small"]},
+)
+# The core clamps the window and bucket to what it keeps; zero means its default.
+METRICS_QUERY = Query(
+    [
+        Integer("windowMinutes", "How far back the charts go, minutes.", 0, UINT32_MAX),
+        Integer("bucketSeconds", "The width of one time bucket, seconds.", 0, UINT32_MAX),
+    ]
+)
 # EventSource reconnects after this many milliseconds when the feed drops.
 _SSE_RETRY = b"retry: 3000\n\n"
 
@@ -104,11 +146,8 @@ class ManagementRoutes:
             raise from_grpc(err, request_info(request).request_id) from None
 
     async def login(self, request: Request) -> Response:
-        body = json_object(await request.body())
-        message = auth_pb2.LoginRequest(
-            email=string(body, "email", "email", required=True) or "",
-            password=string(body, "password", "password", required=True) or "",
-        )
+        body = LOGIN.parse(await request.body())
+        message = auth_pb2.LoginRequest(email=body["email"], password=body["password"])
         reply = await self._unary(request, self._auth.Login, message, None)
         return json_response(
             {
@@ -124,25 +163,20 @@ class ManagementRoutes:
 
     async def change_password(self, request: Request) -> Response:
         token = _jwt(request)
-        body = json_object(await request.body())
+        body = CHANGE_PASSWORD.parse(await request.body())
         message = auth_pb2.ChangePasswordRequest(
-            current_password=string(body, "currentPassword", "currentPassword", required=True)
-            or "",
-            new_password=string(body, "newPassword", "newPassword", required=True) or "",
+            current_password=body["currentPassword"], new_password=body["newPassword"]
         )
         reply = await self._unary(request, self._auth.ChangePassword, message, token)
         return json_response({"user": js.user(reply.user)})
 
     async def create_user(self, request: Request) -> Response:
         token = _jwt(request)
-        body = json_object(await request.body())
-        role = string(body, "role", "role") or "member"
-        if role not in js.ROLE_VALUES:
-            raise invalid("Invalid 'role': expected 'admin' or 'member'.", "role", "invalid_value")
+        body = CREATE_USER.parse(await request.body())
         message = auth_pb2.CreateUserRequest(
-            email=string(body, "email", "email", required=True) or "",
-            password=string(body, "password", "password", required=True) or "",
-            role=js.ROLE_VALUES[role],
+            email=body["email"],
+            password=body["password"],
+            role=js.ROLE_VALUES[body["role"] or "member"],
         )
         reply = await self._unary(request, self._auth.CreateUser, message, token)
         return json_response({"user": js.user(reply.user)}, status=201)
@@ -179,10 +213,9 @@ class ManagementRoutes:
 
     async def metrics(self, request: Request) -> Response:
         token = _jwt(request)
-        # The core clamps the window and bucket to what it keeps; zero means its default.
+        query = METRICS_QUERY.parse(request)
         message = monitor_pb2.GetMetricsRequest(
-            window_minutes=_query_uint32(request, "windowMinutes"),
-            bucket_seconds=_query_uint32(request, "bucketSeconds"),
+            window_minutes=query["windowMinutes"] or 0, bucket_seconds=query["bucketSeconds"] or 0
         )
         reply = await self._unary(request, self._monitor.GetMetrics, message, token)
         return json_response(js.metrics(reply))
@@ -214,17 +247,6 @@ class ManagementRoutes:
             call.cancel()
 
 
-def _query_uint32(request: Request, name: str) -> int:
-    text = request.query_params.get(name)
-    if text is None:
-        return 0
-    try:
-        value = int(text)
-    except ValueError:
-        raise type_error(name, "an integer", text) from None
-    return integer({name: value}, name, 0, UINT32_MAX) or 0
-
-
 def _watch_event(message: Any) -> bytes:
     event = js.watch_event(message)
     if event is None:
@@ -235,15 +257,14 @@ def _watch_event(message: Any) -> bytes:
 
 def _key_request(raw: bytes) -> auth_pb2.CreateApiKeyRequest:
     """The key request of a JSON body; its bounds are the core's (identity/keyspec.py)."""
-    body = json_object(raw)
+    body = CREATE_KEY.parse(raw)
     message = auth_pb2.CreateApiKeyRequest(
-        name=string(body, "name", "name", required=True) or "",
-        rate_limit_per_minute=integer(body, "rateLimitPerMinute", 0, UINT32_MAX) or 0,
-        tokens_per_minute=integer(body, "tokensPerMinute", 0, UINT32_MAX) or 0,
-        priority=integer(body, "priority", 0, UINT32_MAX) or 0,
-        allowed_models=string_list(body, "allowedModels"),
+        name=body["name"],
+        rate_limit_per_minute=body["rateLimitPerMinute"] or 0,
+        tokens_per_minute=body["tokensPerMinute"] or 0,
+        priority=body["priority"] or 0,
+        allowed_models=body["allowedModels"],
     )
-    expires = moment(body, "expiresAt")
-    if expires is not None:
-        message.expires_at.CopyFrom(js.timestamp(expires))
+    if body["expiresAt"] is not None:
+        message.expires_at.CopyFrom(js.timestamp(body["expiresAt"]))
     return message

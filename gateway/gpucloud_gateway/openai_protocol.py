@@ -16,17 +16,18 @@ import orjson
 from gpucloud.v1 import chat_pb2, scheduler_pb2
 from gpucloud_gateway import openai_objects as objects
 from gpucloud_gateway.errors import invalid
-from gpucloud_gateway.validation import (
-    INT64_MAX,
-    INT64_MIN,
-    UINT32_MAX,
-    decimal,
-    flag,
-    integer,
-    json_object,
-    string,
-    type_error,
+from gpucloud_gateway.fields import (
+    Body,
+    Boolean,
+    Field,
+    Integer,
+    Number,
+    Object,
+    Schema,
+    String,
+    object_schema,
 )
+from gpucloud_gateway.validation import INT64_MAX, INT64_MIN, UINT32_MAX, string, type_error
 
 # Roles whose messages may leave out `content` (an assistant's tool calls, a function's void).
 _CONTENT_OPTIONAL = frozenset({"assistant", "function"})
@@ -68,84 +69,172 @@ def _content(value: object, param: str, role: str) -> str:
     return "".join(texts)
 
 
-def _messages(body: dict[str, Any]) -> list[chat_pb2.ChatMessage]:
-    value = body.get("messages")
-    if value is None:
-        raise invalid("Missing required parameter: 'messages'.", "messages", "missing_required")
-    if not isinstance(value, list):
-        raise type_error("messages", "an array", value)
-    out: list[chat_pb2.ChatMessage] = []
-    for i, message in enumerate(value):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise type_error(where, "an object", message)
-        role = string(message, "role", f"{where}.role", required=True) or ""
-        content = _content(message.get("content"), f"{where}.content", role)
-        name = string(message, "name", f"{where}.name") or ""
-        out.append(chat_pb2.ChatMessage(role=role, content=content, name=name))
-    return out
+class Messages(Field):
+    """`messages`: objects of a role, content (a string or text parts) and an optional name."""
 
+    def check(self, value: Any) -> list[chat_pb2.ChatMessage]:
+        if not isinstance(value, list):
+            raise type_error("messages", "an array", value)
+        out: list[chat_pb2.ChatMessage] = []
+        for i, message in enumerate(value):
+            where = f"messages[{i}]"
+            if not isinstance(message, dict):
+                raise type_error(where, "an object", message)
+            role = string(message, "role", f"{where}.role", required=True) or ""
+            content = _content(message.get("content"), f"{where}.content", role)
+            name = string(message, "name", f"{where}.name") or ""
+            out.append(chat_pb2.ChatMessage(role=role, content=content, name=name))
+        return out
 
-def _stop(body: dict[str, Any]) -> list[str]:
-    value = body.get("stop")
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-        raise type_error("stop", "a string or an array of strings", value)
-    return list(value)
-
-
-def _stream_options(body: dict[str, Any], stream: bool) -> bool:
-    options = body.get("stream_options")
-    if options is None:
-        return False
-    if not isinstance(options, dict):
-        raise type_error("stream_options", "an object", options)
-    if not stream:
-        raise invalid(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-            "stream_options",
-            "invalid_value",
+    def schema(self) -> Schema:
+        text_part = object_schema(
+            [
+                String("type", "The part's type.", required=True, enum=["text"]),
+                String("text", "The text.", required=True),
+            ]
         )
-    return flag(options, "include_usage", "stream_options.include_usage")
+        message = object_schema(
+            [
+                String(
+                    "role",
+                    "Who wrote the message.",
+                    required=True,
+                    example="user",
+                ),
+                Field("content", "The text, or text parts that are joined."),
+                String("name", "An optional name of the participant."),
+            ]
+        )
+        message["properties"]["content"] = {
+            "description": "The text, or text parts that are joined; null only for the "
+            "assistant's and function's messages.",
+            "anyOf": [{"type": "string"}, {"type": "array", "items": text_part}, {"type": "null"}],
+        }
+        return {
+            "type": "array",
+            "items": message,
+            "minItems": 1,
+            "description": self.description,
+        }
 
 
-def _sampling(body: dict[str, Any]) -> chat_pb2.SamplingParams:
-    sampling = chat_pb2.SamplingParams(stop=_stop(body))
-    if (temperature := decimal(body, "temperature")) is not None:
+class Stop(Field):
+    """`stop`: one sequence or several."""
+
+    absent = ()
+
+    def check(self, value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+            raise type_error("stop", "a string or an array of strings", value)
+        return list(value)
+
+    def schema(self) -> Schema:
+        return {
+            "description": self.description,
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}},
+                {"type": "null"},
+            ],
+        }
+
+
+# The create-chat-completion body; `model` first, as it is the first thing checked. Unknown
+# OpenAI parameters are ignored; the bounds of the values are the core's.
+CHAT_REQUEST = Body(
+    "CreateChatCompletionRequest",
+    "A chat completion request (OpenAI's schema; the fields below are those honoured).",
+    [
+        String("model", "The model to answer with.", required=True, example="sim-small"),
+        Messages("messages", "The conversation so far.", required=True),
+        Integer(
+            "max_completion_tokens",
+            "Most tokens to generate; wins over `max_tokens`.",
+            1,
+            UINT32_MAX,
+        ),
+        Integer("max_tokens", "Most tokens to generate (legacy name).", 1, UINT32_MAX),
+        Integer("n", "How many choices to generate.", 1, UINT32_MAX, example=1),
+        Integer("seed", "Seed for sampling, where the backend supports it.", INT64_MIN, INT64_MAX),
+        Stop("stop", "Sequences where generation stops."),
+        Boolean("stream", "Stream the answer as server-sent events."),
+        Object(
+            "stream_options",
+            "Options of a streamed answer; only with `stream: true`.",
+            [
+                Boolean(
+                    "include_usage",
+                    "Send a last chunk with the usage (and `usage: null` on the others).",
+                    param="stream_options.include_usage",
+                )
+            ],
+        ),
+        Number("temperature", "Sampling temperature.", example=0.7),
+        Number("top_p", "Nucleus sampling probability mass."),
+        String("user", "An end-user id, for abuse monitoring."),
+        Integer(
+            "priority",
+            "Extension: the queue priority; may lower, never raise, the key's own.",
+            0,
+            UINT32_MAX,
+        ),
+    ],
+    example={
+        "model": "sim-small",
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Write a haiku about GPUs."},
+        ],
+        "max_tokens": 64,
+        "temperature": 0.7,
+        "stream": False,
+    },
+)
+
+
+def _sampling(values: dict[str, Any]) -> chat_pb2.SamplingParams:
+    sampling = chat_pb2.SamplingParams(stop=values["stop"])
+    if (temperature := values["temperature"]) is not None:
         sampling.temperature = temperature
-    if (top_p := decimal(body, "top_p")) is not None:
+    if (top_p := values["top_p"]) is not None:
         sampling.top_p = top_p
-    # The contract reads 0 as "the default", so an explicit 0 cannot travel: refuse it here.
-    limit = integer(body, "max_completion_tokens", 1, UINT32_MAX)
+    # The contract reads 0 as "the default", so an explicit 0 cannot travel: refused as < 1.
+    limit = values["max_completion_tokens"]
     if limit is None:
-        limit = integer(body, "max_tokens", 1, UINT32_MAX)
+        limit = values["max_tokens"]
     sampling.max_tokens = limit or 0
-    if (seed := integer(body, "seed", INT64_MIN, INT64_MAX)) is not None:
+    if (seed := values["seed"]) is not None:
         sampling.seed = seed
-    sampling.n = integer(body, "n", 1, UINT32_MAX) or 1
+    sampling.n = values["n"] or 1
     return sampling
 
 
 def parse_chat_request(raw: bytes) -> ChatParams:
     """Shape-checks a /chat/completions body; unknown OpenAI parameters are ignored."""
-    body = json_object(raw)
+    values = CHAT_REQUEST.parse(raw)
     request = scheduler_pb2.CreateChatCompletionRequest(
-        model=string(body, "model", "model", required=True) or "",
-        messages=_messages(body),
-        sampling=_sampling(body),
-        user=string(body, "user", "user") or "",
+        model=values["model"] or "",
+        messages=values["messages"],
+        sampling=_sampling(values),
+        user=values["user"] or "",
     )
-    if (priority := integer(body, "priority", 0, UINT32_MAX)) is not None:
+    if (priority := values["priority"]) is not None:
         request.priority = priority
-    stream = flag(body, "stream", "stream")
+    stream: bool = values["stream"]
+    options = values["stream_options"]
+    if options is not None and not stream:
+        raise invalid(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "stream_options",
+            "invalid_value",
+        )
     request.collect = not stream  # a whole answer travels from the core as one message
     return ChatParams(
         request=request,
         stream=stream,
-        include_usage=_stream_options(body, stream),
+        include_usage=bool(options and options["include_usage"]),
         n=request.sampling.n,
     )
 

@@ -1,0 +1,235 @@
+"""Request fields declared once: each checks its value and states its JSON Schema.
+
+A request type is a table of fields (`Body`, `Query`); parsing walks the table
+and the OpenAPI document is written from it, so what is checked and what is
+documented cannot drift apart. The walk looks each member up once and calls a
+field's check only for members that are present, so a table costs the chat hot
+path no more than the hand-written reads it replaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from starlette.requests import Request
+
+from gpucloud_gateway import validation as check
+from gpucloud_gateway.errors import invalid
+
+Schema = dict[str, Any]
+# The types of a member that pass unchecked, and its check of a present value.
+_Step = tuple[frozenset[type], Callable[[Any], Any]]
+
+
+class Field:
+    """One named member of a JSON object (or one query parameter)."""
+
+    json_type: ClassVar[Schema] = {}
+    # The value of an absent member; immutable, as it is shared by every request.
+    absent: ClassVar[Any] = None
+    # Values of these exact types need no check (it would return them as they are): the
+    # common case skips a call.
+    plain: frozenset[type] = frozenset()
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        *,
+        required: bool = False,
+        param: str | None = None,
+        example: Any = None,
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.required = required
+        self.param = param or name
+        self.example = example
+
+    def check(self, value: Any) -> Any:
+        """The present (non-null) `value`, checked; raises a 400 naming `param`."""
+        raise NotImplementedError
+
+    def schema(self) -> Schema:
+        out: Schema = {**self.json_type, "description": self.description}
+        if self.example is not None:
+            out["examples"] = [self.example]
+        return out
+
+
+class String(Field):
+    json_type = {"type": "string"}
+
+    def __init__(self, name: str, description: str, *, enum: Sequence[str] = (), **kw: Any) -> None:
+        super().__init__(name, description, **kw)
+        self.enum = tuple(enum)
+        self.plain = frozenset() if enum else frozenset({str})
+
+    def check(self, value: Any) -> str:
+        text = check.text(value, self.param)
+        if self.enum and text not in self.enum:
+            allowed = " or ".join(f"'{e}'" for e in self.enum)
+            raise invalid(
+                f"Invalid '{self.param}': expected {allowed}.", self.param, "invalid_value"
+            )
+        return text
+
+    def schema(self) -> Schema:
+        out = super().schema()
+        if self.enum:
+            out["enum"] = list(self.enum)
+        return out
+
+
+class Integer(Field):
+    """An integer in the range of the contract's field that carries it."""
+
+    json_type = {"type": "integer"}
+
+    def __init__(self, name: str, description: str, low: int, high: int, **kw: Any) -> None:
+        super().__init__(name, description, **kw)
+        self.low, self.high = low, high
+
+    def check(self, value: Any) -> int:
+        return check.integer(value, self.param, self.low, self.high)
+
+    def schema(self) -> Schema:
+        return {**super().schema(), "minimum": self.low, "maximum": self.high}
+
+
+class Number(Field):
+    json_type = {"type": "number"}
+    plain = frozenset({float})
+
+    def check(self, value: Any) -> float:
+        return check.decimal(value, self.param)
+
+
+class Boolean(Field):
+    json_type = {"type": "boolean", "default": False}
+    absent = False
+    plain = frozenset({bool})
+
+    def check(self, value: Any) -> bool:
+        return check.flag(value, self.param)
+
+
+class StringList(Field):
+    json_type = {"type": "array", "items": {"type": "string"}}
+    absent = ()
+
+    def check(self, value: Any) -> list[str]:
+        return check.strings(value, self.param)
+
+
+class DateTime(Field):
+    json_type = {"type": "string", "format": "date-time"}
+
+    def check(self, value: Any) -> Any:
+        return check.moment(value, self.param)
+
+
+class _Plan:
+    """How to read an object of declared fields: the walk visits only the members present (a
+    chat request sets few of its fields), over a copy of the values of absent ones."""
+
+    __slots__ = ("absent", "required", "steps")
+
+    def __init__(self, fields: Sequence[Field]) -> None:
+        self.steps: dict[str, _Step] = {f.name: (f.plain, f.check) for f in fields}
+        self.absent = {f.name: f.absent for f in fields}
+        self.required = tuple((f.name, f.param) for f in fields if f.required)
+
+    def read(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """The value of each declared member of `obj`; undeclared members are ignored."""
+        for name, param in self.required:
+            if obj.get(name) is None:
+                raise check.missing(param)
+        values = self.absent.copy()
+        steps = self.steps
+        for name, value in obj.items():
+            step = steps.get(name)
+            if step is not None and value is not None:
+                values[name] = value if type(value) in step[0] else step[1](value)
+        return values
+
+
+def object_schema(fields: Sequence[Field]) -> Schema:
+    out: Schema = {"type": "object", "properties": {f.name: f.schema() for f in fields}}
+    if required := [f.name for f in fields if f.required]:
+        out["required"] = required
+    return out
+
+
+class Object(Field):
+    """A nested object of declared fields; reads as their values."""
+
+    def __init__(self, name: str, description: str, fields: Sequence[Field], **kw: Any) -> None:
+        super().__init__(name, description, **kw)
+        self.fields = tuple(fields)
+        self._plan = _Plan(self.fields)
+
+    def check(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise check.type_error(self.param, "an object", value)
+        return self._plan.read(value)
+
+    def schema(self) -> Schema:
+        return {**object_schema(self.fields), **super().schema()}
+
+
+class Body:
+    """A JSON request body: its fields and an example. Only declared names can be looked up
+    in what `parse` returns, so no member is read that the document does not show."""
+
+    def __init__(
+        self, title: str, description: str, fields: Sequence[Field], example: dict[str, Any]
+    ) -> None:
+        self.title = title
+        self.description = description
+        self.fields = tuple(fields)
+        self.example = example
+        self._plan = _Plan(self.fields)
+
+    def parse(self, raw: bytes) -> dict[str, Any]:
+        return self._plan.read(check.json_object(raw))
+
+    def schema(self) -> Schema:
+        return {
+            "title": self.title,
+            "description": self.description,
+            **object_schema(self.fields),
+            "examples": [self.example],
+        }
+
+
+class Query:
+    """Query parameters: text, made integers for Integer fields, then checked the same way."""
+
+    def __init__(self, fields: Sequence[Field]) -> None:
+        self.fields = tuple(fields)
+        self._plan = _Plan(self.fields)
+
+    def parse(self, request: Request) -> dict[str, Any]:
+        params: dict[str, Any] = dict(request.query_params)
+        for f in self.fields:
+            if isinstance(f, Integer) and (given := params.get(f.name)) is not None:
+                try:
+                    params[f.name] = int(given)
+                except ValueError:
+                    raise check.type_error(f.param, "an integer", given) from None
+        return self._plan.read(params)
+
+    def parameters(self) -> list[Schema]:
+        """The OpenAPI Parameter objects."""
+        return [
+            {
+                "name": f.name,
+                "in": "query",
+                "required": f.required,
+                "description": f.description,
+                "schema": {k: v for k, v in f.schema().items() if k != "description"},
+            }
+            for f in self.fields
+        ]
