@@ -194,7 +194,7 @@ async def test_cancelling_the_consumer_task_frees_the_slot() -> None:
 
 
 async def test_cancellation_works_without_delays(backend: SimBackend) -> None:
-    task = asyncio.create_task(collect(backend, request(max_tokens=100_000)))
+    task = asyncio.create_task(collect(backend, request(max_tokens=40_000)))
     await asyncio.sleep(0.05)
     assert backend.active_sequences == 1
     task.cancel()
