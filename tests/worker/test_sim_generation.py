@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -167,9 +166,8 @@ async def test_aclose_stops_at_once_and_frees_the_slot() -> None:
     first = await anext(stream)
     assert isinstance(first, Chunk)
     assert backend.active_sequences == 2
-    started = time.monotonic()
-    await stream.aclose()
-    assert time.monotonic() - started < 0.5
+    # A generous deadline, still far below the 23 s the whole answer would take.
+    await asyncio.wait_for(stream.aclose(), 10)
     assert backend.active_sequences == 0
 
 
@@ -184,11 +182,9 @@ async def test_cancelling_the_consumer_task_frees_the_slot() -> None:
 
     task = asyncio.create_task(consume())
     await asyncio.wait_for(got_chunk.wait(), 5)
-    started = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await task
-    assert time.monotonic() - started < 0.5
+        await asyncio.wait_for(task, 10)  # far below the 23 s of the whole answer
     assert backend.active_sequences == 0
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
