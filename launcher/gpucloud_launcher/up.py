@@ -33,9 +33,10 @@ from gpucloud_gateway.config import GatewaySettings
 from gpucloud_gateway.main import GRACEFUL_SHUTDOWN_S
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.server import CoreServer
+from gpucloud_sim import find_gpu
 from gpucloud_worker.agent import WorkerAgent
 from gpucloud_worker.config import WorkerSettings
-from gpucloud_worker.sim import SimBackend, find_gpu
+from gpucloud_worker.sim import SimBackend
 
 log = logging.getLogger("gpucloud.up")
 
@@ -254,7 +255,7 @@ def _login(core: CoreSettings) -> str:
 def banner(cloud: Cloud) -> str:
     g, c = cloud.gateway_settings, cloud.settings.core
     base = f"http://{g.http_host}:{g.http_port}"
-    gpus = ", ".join(find_gpu(k).spec().name for k in cloud.settings.gpus) or "none"
+    gpus = ", ".join(find_gpu(k).name for k in cloud.settings.gpus) or "none"
     return "\n".join(
         [
             "gpucloud is up",

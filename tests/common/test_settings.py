@@ -15,7 +15,7 @@ from gpucloud_common.settings import SettingsError, add_arguments, load, new_par
 class Example:
     port: int = option(8000, flag="--port", env="EXAMPLE_PORT", help="where to listen")
     ratio: float = option(0.5, flag="--ratio", env="EXAMPLE_RATIO", help="a fraction")
-    home: Path | None = option(  # noqa: RUF009 - a dataclasses.field
+    home: Path | None = option(
         None, flag="--home", env="EXAMPLE_HOME", parse=Path, help="a directory"
     )
     mode: str = option(

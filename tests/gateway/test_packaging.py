@@ -33,6 +33,7 @@ def test_the_wheel_holds_every_package_and_the_dashboard(wheel: Path) -> None:
         "gpucloud/v1/scheduler.proto",
         "gpucloud_launcher/cli.py",
         "gpucloud_common/logs.py",
+        "gpucloud_sim/engine.py",
         "gpucloud_server/identity/migrations/env.py",
         "gpucloud_gateway/app.py",
         "gpucloud_worker/agent.py",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gpucloud_worker.sim import GPUS, MODELS, calibration, cost
-from gpucloud_worker.sim.profile import profile
+from gpucloud_sim import GPUS, MODELS, calibration, cost
+from gpucloud_sim.profile import profile
 
 TABLE = Path(calibration.__file__).with_name("CALIBRATION.md")
 
@@ -25,7 +25,7 @@ def test_the_sim_reproduces_the_published_figure(measurement: calibration.Measur
 def test_calibration_md_holds_the_current_table() -> None:
     assert calibration.table() in TABLE.read_text(), (
         "regenerate CALIBRATION.md's table with "
-        "python -c 'from gpucloud_worker.sim.calibration import table; print(table())'"
+        "python -c 'from gpucloud_sim.calibration import table; print(table())'"
     )
 
 

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from gpucloud_worker.sim import GPUS, MODELS, SimBackend, find_gpu, find_model, memory, roofline
+from gpucloud_sim import GPUS, MODELS, find_gpu, find_model, memory, roofline
+from gpucloud_worker.sim import SimBackend
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"
 LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"
@@ -23,8 +24,8 @@ def test_unknown_gpu_key_lists_the_known_ones() -> None:
         find_gpu("v100")
 
 
-def test_gpu_spec_reports_datasheet_units() -> None:
-    spec = find_gpu("h100").spec()
+async def test_the_worker_describes_gpus_in_datasheet_units() -> None:
+    [spec] = (await SimBackend("h100").start()).gpus
     assert spec.memory_total_bytes == 80 * 1024**3
     assert spec.memory_bandwidth_gbps == pytest.approx(3350.0)
     assert spec.bf16_tflops == pytest.approx(989.4)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from gpucloud_worker.sim import cost, find_gpu, find_model
-from gpucloud_worker.sim.engine import ContextTooLong, GpuEngine
-from gpucloud_worker.sim.kv import BLOCK_TOKENS, BlockPool
-from gpucloud_worker.sim.models import ModelSpec
-from gpucloud_worker.sim.profile import profile
-from gpucloud_worker.sim.sched import EngineConfig
+from gpucloud_sim import cost, find_gpu, find_model
+from gpucloud_sim.engine import ContextTooLong, GpuEngine
+from gpucloud_sim.kv import BLOCK_TOKENS, BlockPool
+from gpucloud_sim.models import ModelSpec
+from gpucloud_sim.profile import profile
+from gpucloud_sim.sched import EngineConfig
 
 LLAMA_8B = find_model("meta-llama/Llama-3.1-8B-Instruct")
 LLAMA_70B = find_model("meta-llama/Llama-3.1-70B-Instruct")

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from gpucloud_sim.profile import profile
 from gpucloud_worker.backend import (
     BackendError,
     Chunk,
@@ -16,7 +17,6 @@ from gpucloud_worker.backend import (
 )
 from gpucloud_worker.sim import SimBackend
 from gpucloud_worker.sim.backend import SimFinish
-from gpucloud_worker.sim.profile import profile
 from gpucloud_worker.sim.text import count_prompt_tokens
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"

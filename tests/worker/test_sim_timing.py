@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 
 import pytest
 
+from gpucloud_sim import find_gpu, find_model, live, roofline
+from gpucloud_sim.profile import profile
+from gpucloud_sim.results import RequestResult
 from gpucloud_worker.backend import Chunk, Finish, GenerationRequest, Message
-from gpucloud_worker.sim import SimBackend, find_gpu, find_model, live, roofline
-from gpucloud_worker.sim.profile import profile
-from gpucloud_worker.sim.results import RequestResult
+from gpucloud_worker.sim import SimBackend
 from gpucloud_worker.sim.text import count_prompt_tokens
 
 T = TypeVar("T")

@@ -8,6 +8,12 @@ import random
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, replace
 
+from gpucloud_sim import memory, roofline
+from gpucloud_sim.engine import GpuEngine
+from gpucloud_sim.gpus import GpuModel, find_gpu, peak_flops
+from gpucloud_sim.live import LiveDriver
+from gpucloud_sim.models import ModelSpec, find_model
+from gpucloud_sim.sched import Seq
 from gpucloud_worker.backend import (
     BackendError,
     Chunk,
@@ -15,17 +21,13 @@ from gpucloud_worker.backend import (
     Finish,
     GenerationRequest,
     GpuSample,
+    GpuSpec,
     Health,
+    ModelOffer,
     WorkerDescription,
 )
-from gpucloud_worker.sim import memory, roofline
 from gpucloud_worker.sim.choice import Choice
-from gpucloud_worker.sim.engine import GpuEngine
-from gpucloud_worker.sim.gpus import GpuModel, find_gpu, peak_flops
-from gpucloud_worker.sim.live import LiveDriver
-from gpucloud_worker.sim.models import ModelSpec, find_model
 from gpucloud_worker.sim.prefix import block_keys
-from gpucloud_worker.sim.sched import Seq
 from gpucloud_worker.sim.text import TextStream, count_prompt_tokens, text_seed
 
 
@@ -105,8 +107,8 @@ class SimBackend:
         for its first model (not multiplied by the speed factor)."""
         return WorkerDescription(
             backend="sim",
-            gpus=(self.gpu.spec(),) * self.gpu_count,
-            models=tuple(model.offer() for model in self.models),
+            gpus=(_spec(self.gpu),) * self.gpu_count,
+            models=tuple(ModelOffer(id=m.id, owned_by=m.owned_by) for m in self.models),
             slots=self.slots,
             speed=roofline.tokens_per_second(
                 self.models[0], self.gpu, self.gpu_count, self.precision
@@ -278,4 +280,14 @@ def _finish(choices: list[Choice], prompt_tokens: int, cached_tokens: int) -> Si
         prompt_tokens=prompt_tokens,
         completion_tokens=sum(choice.tokens for choice in choices),
         cached_tokens=cached_tokens,
+    )
+
+
+def _spec(gpu: GpuModel) -> GpuSpec:
+    """A catalog GPU as the core's registry describes GPUs."""
+    return GpuSpec(
+        name=gpu.name,
+        memory_total_bytes=gpu.memory_bytes,
+        memory_bandwidth_gbps=gpu.bandwidth_bytes_per_s / 1e9,
+        bf16_tflops=gpu.dense_bf16_flops / 1e12,
     )

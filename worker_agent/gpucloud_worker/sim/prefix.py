@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 
+from gpucloud_sim.kv import BLOCK_TOKENS
 from gpucloud_worker.backend import Message
-from gpucloud_worker.sim.kv import BLOCK_TOKENS
 from gpucloud_worker.sim.text import CHARS_PER_TOKEN, MESSAGE_TEMPLATE_TOKENS, REPLY_PRIMING_TOKENS
 
 

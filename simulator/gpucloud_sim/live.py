@@ -7,8 +7,8 @@ import contextlib
 import logging
 import time
 
-from gpucloud_worker.sim.engine import GpuEngine
-from gpucloud_worker.sim.sched import Seq
+from gpucloud_sim.engine import GpuEngine
+from gpucloud_sim.sched import Seq
 
 _log = logging.getLogger(__name__)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from gpucloud_worker.sim.engine import GpuEngine
-from gpucloud_worker.sim.fleet import Workload, simulate_fleet
-from gpucloud_worker.sim.gpus import GpuModel, find_gpu
-from gpucloud_worker.sim.models import ModelSpec, find_model
-from gpucloud_worker.sim.results import ProfileResult
-from gpucloud_worker.sim.sched import EngineConfig
+from gpucloud_sim.engine import GpuEngine
+from gpucloud_sim.fleet import Workload, simulate_fleet
+from gpucloud_sim.gpus import GpuModel, find_gpu
+from gpucloud_sim.models import ModelSpec, find_model
+from gpucloud_sim.results import ProfileResult
+from gpucloud_sim.sched import EngineConfig
 
 
 def profile(

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
-from gpucloud_worker.sim import sched
-from gpucloud_worker.sim.cost import Deployment, step_cost
-from gpucloud_worker.sim.gpus import GIB, GpuModel
-from gpucloud_worker.sim.kv import BLOCK_TOKENS
-from gpucloud_worker.sim.memory import RUNTIME_RESERVE_BYTES
-from gpucloud_worker.sim.models import ModelSpec
-from gpucloud_worker.sim.sched import EngineConfig, ModelQueue
+from gpucloud_sim import sched
+from gpucloud_sim.cost import Deployment, step_cost
+from gpucloud_sim.gpus import GIB, GpuModel
+from gpucloud_sim.kv import BLOCK_TOKENS
+from gpucloud_sim.memory import RUNTIME_RESERVE_BYTES
+from gpucloud_sim.models import ModelSpec
+from gpucloud_sim.sched import EngineConfig, ModelQueue
 
 # Memory in use besides weights and KV cache (CUDA context, allocator, CUDA graphs);
 # shown in heartbeats only: the KV pool is sized from gpu_memory_utilization.

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpucloud_worker.backend import ModelOffer
-
 # Weights and KV cache are held in BF16, as vLLM serves these checkpoints by default.
 BF16_BYTES = 2
 
@@ -36,9 +34,6 @@ class ModelSpec:
     def kv_bytes_per_token(self) -> int:
         """KV cache held per token of context: a K and a V vector per layer and KV head."""
         return 2 * self.layers * self.kv_heads * self.head_dim * self.bytes_per_kv_value
-
-    def offer(self) -> ModelOffer:
-        return ModelOffer(id=self.id, owned_by=self.owned_by)
 
 
 # Ids are the Hugging Face repository ids, which is what vLLM serves them as and what

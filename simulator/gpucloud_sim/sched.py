@@ -7,10 +7,10 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from gpucloud_worker.sim.cost import StepWork
-from gpucloud_worker.sim.gpus import GIB, GpuModel
-from gpucloud_worker.sim.kv import BLOCK_TOKENS, BlockPool, blocks_for
-from gpucloud_worker.sim.memory import USABLE_MEMORY_FRACTION
+from gpucloud_sim.cost import StepWork
+from gpucloud_sim.gpus import GIB, GpuModel
+from gpucloud_sim.kv import BLOCK_TOKENS, BlockPool, blocks_for
+from gpucloud_sim.memory import USABLE_MEMORY_FRACTION
 
 # vLLM V1's defaults for the OpenAI server (EngineArgs.get_batch_defaults): GPUs of 70
 # GiB or more other than the A100 get a step budget of 8192 tokens and 1024 running

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gpucloud_worker.sim.gpus import Calibration, GpuModel, peak_flops
-from gpucloud_worker.sim.models import ModelSpec
+from gpucloud_sim.gpus import Calibration, GpuModel, peak_flops
+from gpucloud_sim.models import ModelSpec
 
 # Pure functions of a Deployment and a StepWork, so tests and the calibration table
 # compare the engine against them.

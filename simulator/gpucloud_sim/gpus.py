@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpucloud_worker.backend import GpuSpec
-
 GIB = 1024**3
 
 # Board temperature when idle and its rise at full board power (typical air/liquid
@@ -66,14 +64,6 @@ class GpuModel:
     link: Interconnect
     # None: no FP8 tensor cores (Ampere); FP8 serving is refused.
     dense_fp8_flops: float | None = None
-
-    def spec(self) -> GpuSpec:
-        return GpuSpec(
-            name=self.name,
-            memory_total_bytes=self.memory_bytes,
-            memory_bandwidth_gbps=self.bandwidth_bytes_per_s / 1e9,
-            bf16_tflops=self.dense_bf16_flops / 1e12,
-        )
 
     def power_watts(self, busy: float, occupancy: float) -> float:
         """Board power for a busy share (0..1) of the interval at a batch occupancy (0..1)."""

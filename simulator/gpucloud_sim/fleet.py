@@ -8,11 +8,11 @@ import random
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
-from gpucloud_worker.sim.engine import GpuEngine
-from gpucloud_worker.sim.kv import BLOCK_TOKENS
-from gpucloud_worker.sim.models import ModelSpec
-from gpucloud_worker.sim.results import ProfileResult, RequestResult, Summary
-from gpucloud_worker.sim.sched import Seq
+from gpucloud_sim.engine import GpuEngine
+from gpucloud_sim.kv import BLOCK_TOKENS
+from gpucloud_sim.models import ModelSpec
+from gpucloud_sim.results import ProfileResult, RequestResult, Summary
+from gpucloud_sim.sched import Seq
 
 
 @dataclass(frozen=True, slots=True)

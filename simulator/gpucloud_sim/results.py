@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gpucloud_worker.sim import sched
+from gpucloud_sim import sched
 
 
 @dataclass(frozen=True, slots=True)

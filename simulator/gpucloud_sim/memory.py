@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from gpucloud_worker.sim.cost import WEIGHT_BYTES
-from gpucloud_worker.sim.gpus import GIB, GpuModel
-from gpucloud_worker.sim.models import MODELS, ModelSpec
+from gpucloud_sim.cost import WEIGHT_BYTES
+from gpucloud_sim.gpus import GIB, GpuModel
+from gpucloud_sim.models import MODELS, ModelSpec
 
 # Share of device memory the server may use (vLLM's gpu_memory_utilization default);
 # the rest covers the CUDA context, activations and fragmentation.

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gpucloud_worker.sim import cost
-from gpucloud_worker.sim.gpus import GpuModel
-from gpucloud_worker.sim.models import ModelSpec
+from gpucloud_sim import cost
+from gpucloud_sim.gpus import GpuModel
+from gpucloud_sim.models import ModelSpec
 
 # Pure functions, so tests compare the simulation against them. A worker with several
 # GPUs is tensor parallel: bandwidth and compute add up (communication is ignored).

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from gpucloud_worker.sim.gpus import GIB, GPUS, GpuModel
-from gpucloud_worker.sim.models import ModelSpec, find_model
-from gpucloud_worker.sim.profile import profile
+from gpucloud_sim.gpus import GIB, GPUS, GpuModel
+from gpucloud_sim.models import ModelSpec, find_model
+from gpucloud_sim.profile import profile
 
 # The A100 40GB SXM of Databricks' measurement: "NVIDIA A100 Tensor Core GPU"
 # datasheet, A100 40GB SXM column: 40GB HBM2, 1,555 GB/s; the rest as the 80GB card.
