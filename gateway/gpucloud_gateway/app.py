@@ -23,6 +23,7 @@ from gpucloud_gateway.management import ManagementRoutes
 from gpucloud_gateway.metrics import GatewayMetrics
 from gpucloud_gateway.middleware import BodyLimit, RequestContext
 from gpucloud_gateway.openai_routes import OpenAIRoutes
+from gpucloud_gateway.openapi import openapi_route
 from gpucloud_gateway.ops import OpsRoutes
 
 _API_PREFIXES = ("/v1/", "/api/")
@@ -162,7 +163,7 @@ def create_app(
         *OpenAIRoutes(channel, metrics, settings.keepalive_s).routes(),
         *ManagementRoutes(channel, settings.core_timeout_s, settings.keepalive_s).routes(),
     ]
-    api += OpsRoutes(channel, metrics, settings.ops_token).routes()
+    api += [*OpsRoutes(channel, metrics, settings.ops_token).routes(), openapi_route()]
     routes: list[BaseRoute] = [
         *api,
         Mount("/", app=WebFallback(api, find_web_dir(settings.web_dir))),

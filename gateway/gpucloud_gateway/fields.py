@@ -53,6 +53,8 @@ class Field:
 
     def schema(self) -> Schema:
         out: Schema = {**self.json_type, "description": self.description}
+        if not self.required and isinstance(out.get("type"), str):
+            out["type"] = [out["type"], "null"]  # null reads as absent
         if self.example is not None:
             out["examples"] = [self.example]
         return out
@@ -176,7 +178,10 @@ class Object(Field):
         return self._plan.read(value)
 
     def schema(self) -> Schema:
-        return {**object_schema(self.fields), **super().schema()}
+        out = {**super().schema(), **object_schema(self.fields)}
+        if not self.required:
+            out["type"] = ["object", "null"]
+        return out
 
 
 class Body:
@@ -229,7 +234,15 @@ class Query:
                 "in": "query",
                 "required": f.required,
                 "description": f.description,
-                "schema": {k: v for k, v in f.schema().items() if k != "description"},
+                "schema": _query_schema(f.schema()),
             }
             for f in self.fields
         ]
+
+
+def _query_schema(schema: Schema) -> Schema:
+    """A field's schema as a query parameter's: no null (a parameter is absent or text)."""
+    out = {k: v for k, v in schema.items() if k != "description"}
+    if isinstance(out.get("type"), list):
+        out["type"] = out["type"][0]
+    return out

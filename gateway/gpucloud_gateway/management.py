@@ -9,7 +9,7 @@ JSON's shape only.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -17,7 +17,7 @@ import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from gpucloud.v1 import auth_pb2, auth_pb2_grpc, monitor_pb2, monitor_pb2_grpc
 from gpucloud_gateway import management_json as js
@@ -25,6 +25,7 @@ from gpucloud_gateway.errors import ApiError, from_grpc, sse_error_event
 from gpucloud_gateway.fields import Body, DateTime, Integer, Query, String, StringList
 from gpucloud_gateway.metadata import Metadata, core_metadata
 from gpucloud_gateway.middleware import request_info
+from gpucloud_gateway.openapi import ApiRoute, Operation
 from gpucloud_gateway.sse import KEEPALIVE, EventStreamResponse, batches
 from gpucloud_gateway.validation import UINT32_MAX
 
@@ -82,11 +83,13 @@ METRICS_QUERY = Query(
         Integer("bucketSeconds", "The width of one time bucket, seconds.", 0, UINT32_MAX),
     ]
 )
+_AUTH, _KEYS, _MONITORING = "Account", "API keys", "Monitoring"
+_EVENT_STREAM = {"type": "string", "description": "`event: <name>` + `data: <JSON>` pairs."}
 # EventSource reconnects after this many milliseconds when the feed drops.
 _SSE_RETRY = b"retry: 3000\n\n"
 
 
-def json_response(body: dict[str, Any], status: int = 200) -> Response:
+def json_response(body: Mapping[str, object], status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
@@ -118,17 +121,95 @@ class ManagementRoutes:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/api/auth/login", self.login, methods=["POST"]),
-            Route("/api/auth/me", self.me, methods=["GET"]),
-            Route("/api/auth/password", self.change_password, methods=["POST"]),
-            Route("/api/users", self.create_user, methods=["POST"]),
-            Route("/api/keys", self.list_keys, methods=["GET"]),
-            Route("/api/keys", self.create_key, methods=["POST"]),
-            Route("/api/keys/{key_id}", self.revoke_key, methods=["DELETE"]),
-            Route("/api/monitoring/workers", self.workers, methods=["GET"]),
-            Route("/api/monitoring/queue", self.queue, methods=["GET"]),
-            Route("/api/monitoring/metrics", self.metrics, methods=["GET"]),
-            Route("/api/monitoring/events", self.events, methods=["GET"]),
+            ApiRoute(
+                "/api/auth/login",
+                self.login,
+                method="POST",
+                doc=Operation("Log in", _AUTH, "none", js.LoginResponse, body=LOGIN),
+            ),
+            ApiRoute(
+                "/api/auth/me",
+                self.me,
+                method="GET",
+                doc=Operation("The caller", _AUTH, "jwt", js.UserResponse),
+            ),
+            ApiRoute(
+                "/api/auth/password",
+                self.change_password,
+                method="POST",
+                doc=Operation(
+                    "Change the caller's password",
+                    _AUTH,
+                    "jwt",
+                    js.UserResponse,
+                    body=CHANGE_PASSWORD,
+                ),
+            ),
+            ApiRoute(
+                "/api/users",
+                self.create_user,
+                method="POST",
+                doc=Operation(
+                    "Create a user", _AUTH, "jwt", js.UserResponse, body=CREATE_USER, status=201
+                ),
+            ),
+            ApiRoute(
+                "/api/keys",
+                self.list_keys,
+                method="GET",
+                doc=Operation("The caller's API keys (all, for admins)", _KEYS, "jwt", js.KeyList),
+            ),
+            ApiRoute(
+                "/api/keys",
+                self.create_key,
+                method="POST",
+                doc=Operation(
+                    "Create an API key", _KEYS, "jwt", js.CreatedKey, body=CREATE_KEY, status=201
+                ),
+            ),
+            ApiRoute(
+                "/api/keys/{key_id}",
+                self.revoke_key,
+                method="DELETE",
+                doc=Operation("Revoke an API key", _KEYS, "jwt", js.KeyResponse),
+            ),
+            ApiRoute(
+                "/api/monitoring/workers",
+                self.workers,
+                method="GET",
+                doc=Operation("The workers", _MONITORING, "jwt", js.WorkerList),
+            ),
+            ApiRoute(
+                "/api/monitoring/queue",
+                self.queue,
+                method="GET",
+                doc=Operation("The queue", _MONITORING, "jwt", js.Queue),
+            ),
+            ApiRoute(
+                "/api/monitoring/metrics",
+                self.metrics,
+                method="GET",
+                doc=Operation(
+                    "Usage and latency over time",
+                    _MONITORING,
+                    "jwt",
+                    js.Metrics,
+                    query=METRICS_QUERY,
+                ),
+            ),
+            ApiRoute(
+                "/api/monitoring/events",
+                self.events,
+                method="GET",
+                doc=Operation(
+                    "The live feed (server-sent events)",
+                    _MONITORING,
+                    "jwt_or_query",
+                    _EVENT_STREAM,
+                    media_type="text/event-stream",
+                    events=dict(js.WATCH_EVENTS),
+                ),
+            ),
         ]
 
     async def _unary(
@@ -149,17 +230,16 @@ class ManagementRoutes:
         body = LOGIN.parse(await request.body())
         message = auth_pb2.LoginRequest(email=body["email"], password=body["password"])
         reply = await self._unary(request, self._auth.Login, message, None)
-        return json_response(
-            {
-                "token": reply.token,
-                "expiresAt": js.iso(Timestamp(seconds=reply.expires_at)),
-                "user": js.user(reply.user),
-            }
-        )
+        answer: js.LoginResponse = {
+            "token": reply.token,
+            "expiresAt": js.iso(Timestamp(seconds=reply.expires_at)),
+            "user": js.user(reply.user),
+        }
+        return json_response(answer)
 
     async def me(self, request: Request) -> Response:
         reply = await self._unary(request, self._auth.GetMe, auth_pb2.GetMeRequest(), _jwt(request))
-        return json_response({"user": js.user(reply.user)})
+        return json_response(js.UserResponse(user=js.user(reply.user)))
 
     async def change_password(self, request: Request) -> Response:
         token = _jwt(request)
@@ -168,7 +248,7 @@ class ManagementRoutes:
             current_password=body["currentPassword"], new_password=body["newPassword"]
         )
         reply = await self._unary(request, self._auth.ChangePassword, message, token)
-        return json_response({"user": js.user(reply.user)})
+        return json_response(js.UserResponse(user=js.user(reply.user)))
 
     async def create_user(self, request: Request) -> Response:
         token = _jwt(request)
@@ -179,31 +259,32 @@ class ManagementRoutes:
             role=js.ROLE_VALUES[body["role"] or "member"],
         )
         reply = await self._unary(request, self._auth.CreateUser, message, token)
-        return json_response({"user": js.user(reply.user)}, status=201)
+        return json_response(js.UserResponse(user=js.user(reply.user)), status=201)
 
     async def list_keys(self, request: Request) -> Response:
         reply = await self._unary(
             request, self._auth.ListApiKeys, auth_pb2.ListApiKeysRequest(), _jwt(request)
         )
-        return json_response({"keys": [js.api_key(k) for k in reply.keys]})
+        return json_response(js.KeyList(keys=[js.api_key(k) for k in reply.keys]))
 
     async def create_key(self, request: Request) -> Response:
         token = _jwt(request)
         reply = await self._unary(
             request, self._auth.CreateApiKey, _key_request(await request.body()), token
         )
-        return json_response({"key": js.api_key(reply.key), "secret": reply.secret}, status=201)
+        created = js.CreatedKey(key=js.api_key(reply.key), secret=reply.secret)
+        return json_response(created, status=201)
 
     async def revoke_key(self, request: Request) -> Response:
         message = auth_pb2.RevokeApiKeyRequest(id=request.path_params["key_id"])
         reply = await self._unary(request, self._auth.RevokeApiKey, message, _jwt(request))
-        return json_response({"key": js.api_key(reply.key)})
+        return json_response(js.KeyResponse(key=js.api_key(reply.key)))
 
     async def workers(self, request: Request) -> Response:
         reply = await self._unary(
             request, self._monitor.ListWorkers, monitor_pb2.ListWorkersRequest(), _jwt(request)
         )
-        return json_response({"workers": [js.worker(w) for w in reply.workers]})
+        return json_response(js.WorkerList(workers=[js.worker(w) for w in reply.workers]))
 
     async def queue(self, request: Request) -> Response:
         reply = await self._unary(

@@ -5,21 +5,177 @@ The shapes are those of docs/management-api.md; times are ISO 8601 strings or nu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gpucloud.v1 import auth_pb2, monitor_pb2, worker_pb2
 
-_ROLES = {auth_pb2.USER_ROLE_ADMIN: "admin", auth_pb2.USER_ROLE_MEMBER: "member"}
+_ROLES: dict[int, Role] = {auth_pb2.USER_ROLE_ADMIN: "admin", auth_pb2.USER_ROLE_MEMBER: "member"}
 ROLE_VALUES = {"admin": auth_pb2.USER_ROLE_ADMIN, "member": auth_pb2.USER_ROLE_MEMBER}
-_STATES: dict[int, str] = {
+_STATES: dict[int, State] = {
     monitor_pb2.WORKER_STATE_ONLINE: "online",
     monitor_pb2.WORKER_STATE_DRAINING: "draining",
     monitor_pb2.WORKER_STATE_UNHEALTHY: "unhealthy",
     monitor_pb2.WORKER_STATE_OFFLINE: "offline",
 }
+
+
+Role = Literal["admin", "member"]
+State = Literal["online", "draining", "unhealthy", "offline"]
+
+
+class User(TypedDict):
+    id: str
+    email: str
+    role: Role
+    mustChangePassword: bool
+    createdAt: str | None
+
+
+class ApiKey(TypedDict):
+    """A key as lists show it: never the secret, only its last 4 characters."""
+
+    id: str
+    name: str
+    ownerId: str
+    ownerEmail: str
+    last4: str
+    createdAt: str | None
+    lastUsedAt: str | None
+    revokedAt: str | None
+    expiresAt: str | None
+    allowedModels: list[str]
+    rateLimitPerMinute: int
+    tokensPerMinute: int
+    priority: int
+    requests: int
+    tokens: int
+
+
+class Gpu(TypedDict):
+    name: str
+    memoryTotalBytes: int
+    memoryBandwidthGbps: float
+    bf16Tflops: float
+
+
+class GpuSample(TypedDict):
+    index: int
+    utilizationPercent: float
+    memoryUsedBytes: int
+    temperatureCelsius: float | None
+    powerWatts: float | None
+
+
+class Worker(TypedDict):
+    id: str
+    name: str
+    backend: str
+    state: State
+    gpus: list[Gpu]
+    metrics: list[GpuSample]
+    models: list[str]
+    activeTasks: int
+    slots: int
+    lastHeartbeat: str | None
+    connectedAt: str | None
+    statusMessage: str
+    tasksCompleted: int
+
+
+class PriorityDepth(TypedDict):
+    priority: int
+    depth: int
+
+
+class Queue(TypedDict):
+    depth: int
+    capacity: int
+    byPriority: list[PriorityDepth]
+    oldestWaitMs: int
+    recentWaitsMs: list[int]
+    running: int
+
+
+class UsageSlice(TypedDict):
+    id: str
+    label: str
+    requests: int
+    promptTokens: int
+    completionTokens: int
+
+
+class Percentiles(TypedDict):
+    p50: float
+    p90: float
+    p99: float
+
+
+class MetricsBucket(TypedDict):
+    start: str
+    requests: int
+    tokens: int
+    errors: int
+
+
+class Metrics(TypedDict):
+    buckets: list[MetricsBucket]
+    byModel: list[UsageSlice]
+    byKey: list[UsageSlice]
+    timeToFirstToken: Percentiles
+    totalTime: Percentiles
+
+
+class ClusterStats(TypedDict):
+    workersOnline: int
+    workersTotal: int
+    queueDepth: int
+    running: int
+    requestsPerSecond: float
+    tokensPerSecond: float
+    gpuUtilizationPercent: float
+    recentErrors: int
+
+
+class TaskError(TypedDict):
+    taskId: str
+    model: str
+    code: str
+    message: str
+    time: str | None
+
+
+# The answers of the management routes.
+class LoginResponse(TypedDict):
+    token: str
+    expiresAt: str
+    user: User
+
+
+class UserResponse(TypedDict):
+    user: User
+
+
+class KeyList(TypedDict):
+    keys: list[ApiKey]
+
+
+class KeyResponse(TypedDict):
+    key: ApiKey
+
+
+class CreatedKey(TypedDict):
+    """The new key, and its secret: shown this once, never again."""
+
+    key: ApiKey
+    secret: str
+
+
+class WorkerList(TypedDict):
+    workers: list[Worker]
 
 
 def iso(ts: Timestamp) -> str:
@@ -38,7 +194,7 @@ def timestamp(value: datetime) -> Timestamp:
     return ts
 
 
-def user(u: auth_pb2.User) -> dict[str, Any]:
+def user(u: auth_pb2.User) -> User:
     return {
         "id": u.id,
         "email": u.email,
@@ -48,7 +204,7 @@ def user(u: auth_pb2.User) -> dict[str, Any]:
     }
 
 
-def api_key(k: auth_pb2.ApiKey) -> dict[str, Any]:
+def api_key(k: auth_pb2.ApiKey) -> ApiKey:
     """A key as lists show it: never the secret."""
     return {
         "id": k.id,
@@ -69,7 +225,7 @@ def api_key(k: auth_pb2.ApiKey) -> dict[str, Any]:
     }
 
 
-def _gpu(g: worker_pb2.GpuSpec) -> dict[str, Any]:
+def _gpu(g: worker_pb2.GpuSpec) -> Gpu:
     return {
         "name": g.name,
         "memoryTotalBytes": g.memory_total_bytes,
@@ -78,7 +234,7 @@ def _gpu(g: worker_pb2.GpuSpec) -> dict[str, Any]:
     }
 
 
-def _gpu_metrics(m: worker_pb2.GpuMetrics) -> dict[str, Any]:
+def _gpu_metrics(m: worker_pb2.GpuMetrics) -> GpuSample:
     return {
         "index": m.index,
         "utilizationPercent": m.utilization_percent,
@@ -88,11 +244,11 @@ def _gpu_metrics(m: worker_pb2.GpuMetrics) -> dict[str, Any]:
     }
 
 
-def state_name(state: int) -> str:
+def state_name(state: int) -> State:
     return _STATES.get(int(state), "offline")
 
 
-def worker(w: monitor_pb2.WorkerStatus) -> dict[str, Any]:
+def worker(w: monitor_pb2.WorkerStatus) -> Worker:
     return {
         "id": w.worker_id,
         "name": w.name,
@@ -110,7 +266,7 @@ def worker(w: monitor_pb2.WorkerStatus) -> dict[str, Any]:
     }
 
 
-def queue(q: monitor_pb2.GetQueueResponse) -> dict[str, Any]:
+def queue(q: monitor_pb2.GetQueueResponse) -> Queue:
     return {
         "depth": q.depth,
         "capacity": q.capacity,
@@ -121,7 +277,7 @@ def queue(q: monitor_pb2.GetQueueResponse) -> dict[str, Any]:
     }
 
 
-def _slice(s: monitor_pb2.UsageSlice) -> dict[str, Any]:
+def _slice(s: monitor_pb2.UsageSlice) -> UsageSlice:
     return {
         "id": s.id,
         "label": s.label,
@@ -131,11 +287,11 @@ def _slice(s: monitor_pb2.UsageSlice) -> dict[str, Any]:
     }
 
 
-def _percentiles(p: monitor_pb2.LatencyPercentiles) -> dict[str, float]:
+def _percentiles(p: monitor_pb2.LatencyPercentiles) -> Percentiles:
     return {"p50": p.p50, "p90": p.p90, "p99": p.p99}
 
 
-def metrics(m: monitor_pb2.GetMetricsResponse) -> dict[str, Any]:
+def metrics(m: monitor_pb2.GetMetricsResponse) -> Metrics:
     return {
         "buckets": [
             {"start": iso(b.start), "requests": b.requests, "tokens": b.tokens, "errors": b.errors}
@@ -148,7 +304,7 @@ def metrics(m: monitor_pb2.GetMetricsResponse) -> dict[str, Any]:
     }
 
 
-def stats(s: monitor_pb2.ClusterStats) -> dict[str, Any]:
+def stats(s: monitor_pb2.ClusterStats) -> ClusterStats:
     return {
         "workersOnline": s.workers_online,
         "workersTotal": s.workers_total,
@@ -161,7 +317,7 @@ def stats(s: monitor_pb2.ClusterStats) -> dict[str, Any]:
     }
 
 
-def task_error(e: monitor_pb2.TaskError) -> dict[str, Any]:
+def task_error(e: monitor_pb2.TaskError) -> TaskError:
     return {
         "taskId": e.task_id,
         "model": e.model,
@@ -171,7 +327,11 @@ def task_error(e: monitor_pb2.TaskError) -> dict[str, Any]:
     }
 
 
-def watch_event(event: monitor_pb2.WatchResponse) -> tuple[str, dict[str, Any]] | None:
+# The live feed's events by name, as /api/monitoring/events sends them.
+WATCH_EVENTS = {"worker": Worker, "stats": ClusterStats, "task_error": TaskError}
+
+
+def watch_event(event: monitor_pb2.WatchResponse) -> tuple[str, Mapping[str, object]] | None:
     """The SSE event name and data of one Watch event; None for kinds this gateway predates."""
     kind = event.WhichOneof("event")
     if kind == "worker":

@@ -113,7 +113,6 @@ class Messages(Field):
         return {
             "type": "array",
             "items": message,
-            "minItems": 1,
             "description": self.description,
         }
 

@@ -12,7 +12,7 @@ import grpc
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from gpucloud.v1 import scheduler_pb2, scheduler_pb2_grpc
 from gpucloud_gateway import openai_objects as objects
@@ -21,16 +21,30 @@ from gpucloud_gateway.metadata import core_metadata
 from gpucloud_gateway.metrics import GatewayMetrics
 from gpucloud_gateway.middleware import RequestInfo, request_info
 from gpucloud_gateway.openai_protocol import (
+    CHAT_REQUEST,
     ChatParams,
     ChunkRenderer,
     completion_body,
     parse_chat_request,
 )
+from gpucloud_gateway.openapi import ApiRoute, Operation
 from gpucloud_gateway.sse import KEEPALIVE, DisconnectWatch, EventStreamResponse, batches
 
 PREFIXES = ("/v1", "/api/v1")
 _FORWARDED_PREFIXES = ("x-ratelimit-",)
 _EOF = grpc.aio.EOF
+_CHAT_DOC = Operation(
+    "Create a chat completion; with `stream: true`, as server-sent events ended by `data: [DONE]`",
+    "OpenAI",
+    "api_key",
+    objects.ChatCompletion,
+    body=CHAT_REQUEST,
+    events={"message": objects.ChatCompletionChunk},
+)
+_MODELS_DOC = Operation("The models online workers serve", "OpenAI", "api_key", objects.ModelList)
+_MODEL_DOC = Operation(
+    "One model, if an online worker serves it", "OpenAI", "api_key", objects.Model
+)
 
 
 def bearer(request: Request) -> str:
@@ -79,9 +93,11 @@ class OpenAIRoutes:
         out: list[BaseRoute] = []
         for prefix in PREFIXES:
             out += [
-                Route(f"{prefix}/chat/completions", self.chat, methods=["POST"]),
-                Route(f"{prefix}/models", self.list_models, methods=["GET"]),
-                Route(f"{prefix}/models/{{model:path}}", self.get_model, methods=["GET"]),
+                ApiRoute(f"{prefix}/chat/completions", self.chat, method="POST", doc=_CHAT_DOC),
+                ApiRoute(f"{prefix}/models", self.list_models, method="GET", doc=_MODELS_DOC),
+                ApiRoute(
+                    f"{prefix}/models/{{model:path}}", self.get_model, method="GET", doc=_MODEL_DOC
+                ),
             ]
         return out
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Literal, NotRequired, TypedDict
 
 import grpc
 import orjson
@@ -17,12 +18,13 @@ from grpc_health.v1 import health_pb2
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from gpucloud.v1 import monitor_pb2, monitor_pb2_grpc
 from gpucloud_gateway.management_json import state_name
 from gpucloud_gateway.metadata import Metadata, core_metadata
 from gpucloud_gateway.metrics import GatewayMetrics
+from gpucloud_gateway.openapi import ApiRoute, Operation
 
 log = logging.getLogger("gpucloud.gateway")
 
@@ -32,7 +34,36 @@ _PROBE_TIMEOUT_S = 2.0
 _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
-def _json(body: dict[str, Any], status: int = 200) -> Response:
+class Health(TypedDict):
+    status: Literal["ok"]
+
+
+class Readiness(TypedDict):
+    """Ready (200) when the core answers and a worker is online; else 503 with the reason."""
+
+    status: Literal["ready", "unavailable"]
+    reason: NotRequired[str]
+    workersOnline: NotRequired[int]
+
+
+_HEALTH_DOC = Operation("The process is up", "Operations", "none", Health)
+_READY_DOC = Operation(
+    "The core answers and a worker is online",
+    "Operations",
+    "none",
+    Readiness,
+    also={503: "Not ready: the core is unreachable or no worker is online."},
+)
+_METRICS_DOC = Operation(
+    "Prometheus metrics; cluster gauges with the ops token or the scraper's JWT",
+    "Operations",
+    "optional_jwt",
+    {"type": "string", "description": "The Prometheus text exposition format."},
+    media_type="text/plain",
+)
+
+
+def _json(body: Mapping[str, object], status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
@@ -54,13 +85,13 @@ class OpsRoutes:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/healthz", self.healthz, methods=["GET", "HEAD"]),
-            Route("/readyz", self.readyz, methods=["GET", "HEAD"]),
-            Route("/metrics", self.prometheus, methods=["GET"]),
+            ApiRoute("/healthz", self.healthz, method="GET", doc=_HEALTH_DOC),
+            ApiRoute("/readyz", self.readyz, method="GET", doc=_READY_DOC),
+            ApiRoute("/metrics", self.prometheus, method="GET", doc=_METRICS_DOC),
         ]
 
     async def healthz(self, request: Request) -> Response:
-        return _json({"status": "ok"})
+        return _json(Health(status="ok"))
 
     async def _serving(self, service: str) -> bool:
         reply = await self._health_check(
@@ -79,7 +110,7 @@ class OpsRoutes:
             return _json({"status": "unavailable", "reason": reason}, 503)
         if online == 0:
             return _json({"status": "unavailable", "reason": "no worker online"}, 503)
-        body: dict[str, Any] = {"status": "ready"}
+        body: Readiness = {"status": "ready"}
         if online is not None:
             body["workersOnline"] = online
         return _json(body)
