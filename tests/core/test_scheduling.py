@@ -63,8 +63,8 @@ async def test_collect_gives_each_choice_the_text_the_stream_gives(cluster: Clus
 
 async def test_unknown_model_fails_fast_with_not_found(cluster: Cluster) -> None:
     await cluster.add_worker(ScriptedBackend(), "w1")
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await asyncio.wait_for(collect(cluster.chat(model="no-such-model")), 2)
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # queued, it would wait 300 s
+        await asyncio.wait_for(collect(cluster.chat(model="no-such-model")), 10)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -72,8 +72,8 @@ async def test_a_model_whose_workers_left_fails_fast_with_unavailable(cluster: C
     agent = await cluster.add_worker(ScriptedBackend(), "w1")
     agent.drain()
     await until(lambda: cluster.worker("w1") is None)
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await asyncio.wait_for(collect(cluster.chat()), 2)
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # queued, it would wait 300 s
+        await asyncio.wait_for(collect(cluster.chat()), 10)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from argon2 import PasswordHasher
 
 from gpucloud_server.config import CoreSettings
+from gpucloud_server.identity import assembly
 from gpucloud_server.identity.assembly import Identity
+from gpucloud_server.identity.keycache import KeyCache
 from gpucloud_server.identity.users import ROLE_MEMBER
 from gpucloud_server.principal import UsageRecord, UserPrincipal
 
@@ -62,3 +68,30 @@ def usage_record(task_id: str, **fields: object) -> UsageRecord:
     }
     values.update(fields)
     return UsageRecord(**values)  # type: ignore[arg-type]
+
+
+class ManualClock:
+    """A clock that moves only when the test says so."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def key_caches_read(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], float]) -> None:
+    """Cores built after this call age their key cache by `clock` (Identity takes no clock)."""
+    monkeypatch.setattr(assembly, "KeyCache", functools.partial(KeyCache, monotonic=clock))
+
+
+async def until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    """Waits for state another task changes; the deadline only stops a hung test."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)

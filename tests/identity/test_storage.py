@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from identity_helpers import make_settings
+from sqlalchemy import exc as sa_exc
 
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.errors import Unavailable
@@ -18,6 +18,8 @@ from gpucloud_server.identity.storage import Database, open_database
 from gpucloud_server.identity.storage.migrate import MIGRATIONS_DIR
 from gpucloud_server.identity.storage.postgres import asyncpg_url
 from gpucloud_server.identity.storage.tables import metadata, usage
+
+HUNG_AFTER_S = 10.0  # only turns a hang into a failure; nothing here should come near it
 
 
 def _usage_row(task_id: str) -> dict[str, object]:
@@ -117,14 +119,15 @@ async def test_an_exhausted_postgres_pool_fails_fast_as_unavailable(
 ) -> None:
     settings = make_settings(tmp_path, postgres_url, db_pool_size=1, db_pool_timeout_s=0.3)
     db = open_database(settings)
+    pool = db.engine.pool  # fails fast: it waits the configured 0.3 s, not SQLAlchemy's 30 s
+    assert isinstance(pool, sa.pool.QueuePool) and pool.timeout() == 0.3
     try:
         async with db.read() as held:
             await held.execute(sa.text("SELECT 1"))
-            started = time.monotonic()
-            with pytest.raises(Unavailable):
-                async with db.read() as conn:
+            with pytest.raises(Unavailable) as refused:
+                async with asyncio.timeout(HUNG_AFTER_S), db.read() as conn:
                     await conn.execute(sa.text("SELECT 1"))
-            assert time.monotonic() - started < 2.0
+            assert isinstance(refused.value.__cause__, sa_exc.TimeoutError)  # the pool's wait
         async with db.read() as conn:  # and it recovers once a connection is free
             assert (await conn.execute(sa.text("SELECT 1"))).scalar() == 1
     finally:
@@ -137,11 +140,17 @@ async def test_a_slow_postgres_statement_is_cut_off_as_unavailable(
 ) -> None:
     db = open_database(make_settings(tmp_path, postgres_url, db_statement_timeout_s=0.2))
     try:
-        started = time.monotonic()
-        with pytest.raises(Unavailable):
+        async with db.read() as conn:
+            assert (await conn.scalar(sa.text("SHOW statement_timeout"))) == "200ms"
+        with pytest.raises(Unavailable) as refused:
             async with db.read() as conn:
                 await conn.execute(sa.text("SELECT pg_sleep(5)"))
-        assert time.monotonic() - started < 2.0
+        # Cut off by the server's statement_timeout (57014 query_canceled), not by the
+        # client-side backstop; uncut, pg_sleep(5) would return normally.
+        cause = refused.value.__cause__
+        assert isinstance(cause, sa_exc.DBAPIError)
+        assert getattr(cause.orig, "sqlstate", None) == "57014"
+        assert "statement timeout" in str(cause.orig)
     finally:
         await db.close()
 
