@@ -98,6 +98,32 @@ async def test_upstream_usage_chunk_wins_over_counting(
     ]
 
 
+async def test_upstream_cached_prompt_tokens_are_relayed(
+    backend: OpenAIBackend, upstream: FakeUpstream
+) -> None:
+    """vLLM (--enable-prompt-tokens-details) and OpenAI report prefix-cache hits there."""
+    details = {"prompt_tokens": 40, "completion_tokens": 1,
+               "prompt_tokens_details": {"cached_tokens": 32}}  # fmt: skip
+    upstream.chat = sse(delta("a", finish="stop"), {"choices": [], "usage": details})
+    *_, finish = await run(backend, task())
+    assert finish == Finish((FinishReason.STOP,), 40, 1, cached_tokens=32)
+
+
+@pytest.mark.parametrize(
+    "details",
+    [None, {}, {"cached_tokens": None}, {"cached_tokens": 99}, {"cached_tokens": -3}],
+    ids=["null", "empty", "null-count", "more-than-the-prompt", "negative"],
+)
+async def test_missing_or_impossible_cached_counts_stay_within_the_prompt(
+    backend: OpenAIBackend, upstream: FakeUpstream, details: dict[str, Any] | None
+) -> None:
+    usage = {"prompt_tokens": 40, "completion_tokens": 1, "prompt_tokens_details": details}
+    upstream.chat = sse(delta("a", finish="stop"), {"choices": [], "usage": usage})
+    *_, finish = await run(backend, task())
+    assert 0 <= finish.cached_tokens <= 40
+    assert finish.cached_tokens == (40 if details == {"cached_tokens": 99} else 0)
+
+
 async def test_a_cancelled_task_is_billed_its_prompt_by_its_first_chunk(
     backend: OpenAIBackend, upstream: FakeUpstream
 ) -> None:

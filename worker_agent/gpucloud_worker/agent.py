@@ -287,6 +287,9 @@ def _done(task_id: str, attempt: int, finish: Finish) -> worker_pb2.TaskDone:
             prompt_tokens=finish.prompt_tokens,
             completion_tokens=finish.completion_tokens,
             total_tokens=finish.prompt_tokens + finish.completion_tokens,
+            prompt_tokens_details=chat_pb2.PromptTokensDetails(
+                cached_tokens=max(0, min(finish.cached_tokens, finish.prompt_tokens))
+            ),
         ),
     )
 

@@ -99,11 +99,17 @@ class FinishReason(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """The last event of a generation."""
+    """The last event of a generation.
+
+    `cached_tokens` is how many of the prompt tokens the backend served from its
+    prefix cache (OpenAI's usage.prompt_tokens_details.cached_tokens); 0 when none
+    or unknown.
+    """
 
     reasons: tuple[FinishReason, ...]
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
 
 
 class ErrorKind(Enum):

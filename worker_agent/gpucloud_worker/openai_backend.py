@@ -218,7 +218,7 @@ class _Stream:
         self.prompt_estimate = prompt_estimate
         self.deltas = 0
         self.reasons: dict[int, FinishReason] = {}
-        self.usage: tuple[int, int] | None = None
+        self.usage: tuple[int, int, int] | None = None  # prompt, completion, cached
 
     def feed(self, event: dict[str, Any]) -> list[Chunk]:
         """The Chunks of one upstream event; notes its usage and finish reasons."""
@@ -232,9 +232,14 @@ class _Stream:
             raise self._event_error(event["error"])
         usage = event.get("usage")
         if isinstance(usage, dict):
+            # vLLM sends prompt_tokens_details only with --enable-prompt-tokens-details,
+            # as null otherwise; without it nothing is known to be cached.
+            details = usage.get("prompt_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
             self.usage = (
                 int(usage.get("prompt_tokens") or 0),
                 int(usage.get("completion_tokens") or 0),
+                int(cached or 0),
             )
         chunks: list[Chunk] = []
         for choice in event.get("choices") or ():
@@ -265,10 +270,15 @@ class _Stream:
             log.warning("upstream returned no choice %s of n=%d; ending it empty", missing, self.n)
         reasons = tuple(self.reasons.get(i, FinishReason.STOP) for i in range(self.n))
         if self.usage is not None:
-            prompt, completion = self.usage
+            prompt, completion, cached = self.usage
         else:
-            prompt, completion = self.prompt_estimate, self.deltas
-        return Finish(reasons=reasons, prompt_tokens=prompt, completion_tokens=completion)
+            prompt, completion, cached = self.prompt_estimate, self.deltas, 0
+        return Finish(
+            reasons=reasons,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached_tokens=max(0, min(cached, prompt)),
+        )
 
     def _event_error(self, error: Any) -> BackendError:
         message, status = _error_fields(error)

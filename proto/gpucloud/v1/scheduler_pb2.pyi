@@ -268,7 +268,9 @@ class CompletionFinished(_message.Message):
 
     @_builtins.property
     def usage(self) -> _chat_pb2.Usage:
-        """Tokens billed for the task."""
+        """Tokens billed for the task; usage.prompt_tokens_details.cached_tokens
+        counts the prompt tokens the worker served from its prefix cache.
+        """
 
     def __init__(
         self,

@@ -314,7 +314,9 @@ class TaskDone(_message.Message):
     @_builtins.property
     def usage(self) -> _chat_pb2.Usage:
         """Token counts the backend measured; when completion_tokens is 0 the core
-        bills the tokens it relayed.
+        bills the tokens it relayed. usage.prompt_tokens_details.cached_tokens is
+        the prompt tokens served from the backend's prefix cache; the core caps it
+        at usage.prompt_tokens.
         """
 
     def __init__(

@@ -231,15 +231,20 @@ class Scheduler:
         *,
         prompt_tokens: int,
         completion_tokens: int,
+        cached_tokens: int = 0,
     ) -> None:
-        """A task completed; `reasons` are (choice index, FinishReason value)."""
+        """A task completed; `reasons` are (choice index, FinishReason value);
+        `cached_tokens` of the prompt came from the worker's prefix cache."""
         task = self._owned(worker, ref)
         if task is None:
             return
         # Backends that know the real count (an upstream's usage) report it; otherwise
         # the core bills what it relayed.
         completion = completion_tokens or task.relayed_tokens
-        task.events.put_nowait(Finished(reasons, prompt_tokens, completion, task.ttft_ms or 0))
+        cached = max(0, min(cached_tokens, prompt_tokens))  # a worker's word, bounded
+        task.events.put_nowait(
+            Finished(reasons, prompt_tokens, completion, task.ttft_ms or 0, cached)
+        )
         worker.tasks_completed += 1
         worker.failures_in_a_row = 0
         self._end(task, "ok", "", prompt_tokens=prompt_tokens, completion_tokens=completion)

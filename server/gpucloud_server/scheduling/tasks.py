@@ -72,6 +72,7 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     time_to_first_token_ms: int
+    cached_tokens: int = 0  # of prompt_tokens, served from the worker's prefix cache
 
 
 @dataclass(frozen=True, slots=True)

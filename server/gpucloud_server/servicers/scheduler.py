@@ -249,6 +249,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 tuple((c.index, int(c.reason)) for c in d.choices),
                 prompt_tokens=d.usage.prompt_tokens,
                 completion_tokens=d.usage.completion_tokens,
+                cached_tokens=d.usage.prompt_tokens_details.cached_tokens,
             )
         elif kind == "failed":
             f = message.failed
@@ -363,6 +364,7 @@ def _finished(event: Finished) -> scheduler_pb2.CompletionFinished:
         prompt_tokens=event.prompt_tokens,
         completion_tokens=event.completion_tokens,
         total_tokens=event.prompt_tokens + event.completion_tokens,
+        prompt_tokens_details=chat_pb2.PromptTokensDetails(cached_tokens=event.cached_tokens),
     )
     choices = [chat_pb2.ChoiceFinish(index=i, reason=r) for i, r in event.reasons]  # type: ignore[arg-type]
     return scheduler_pb2.CompletionFinished(

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from gpucloud_worker.sim.backend import SimBackend, SimFinish
+from gpucloud_worker.sim.backend import SimBackend
 
-__all__ = ["SimBackend", "SimFinish"]
+__all__ = ["SimBackend"]

@@ -6,7 +6,7 @@ import asyncio
 import math
 import random
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from gpucloud_sim import memory, roofline
 from gpucloud_sim.engine import GpuEngine
@@ -29,17 +29,6 @@ from gpucloud_worker.backend import (
 from gpucloud_worker.sim.choice import Choice
 from gpucloud_worker.sim.prefix import block_keys
 from gpucloud_worker.sim.text import TextStream, count_prompt_tokens, text_seed
-
-
-@dataclass(frozen=True, slots=True)
-class SimFinish(Finish):
-    """Finish with the prompt tokens served from the prefix cache.
-
-    Until the worker contract carries cached tokens (usage.prompt_tokens_details),
-    the agent sees a plain Finish; isinstance(event, SimFinish) reads the count.
-    """
-
-    cached_tokens: int = 0
 
 
 class SimBackend:
@@ -272,10 +261,10 @@ def _merge(first: Chunk | None, second: Chunk | None) -> Chunk | None:
     return Chunk(first.index, first.text + second.text, first.tokens + second.tokens)
 
 
-def _finish(choices: list[Choice], prompt_tokens: int, cached_tokens: int) -> SimFinish:
+def _finish(choices: list[Choice], prompt_tokens: int, cached_tokens: int) -> Finish:
     reasons = tuple(choice.reason for choice in choices if choice.reason is not None)
     assert len(reasons) == len(choices), "every choice ends before Finish"
-    return SimFinish(
+    return Finish(
         reasons=reasons,
         prompt_tokens=prompt_tokens,
         completion_tokens=sum(choice.tokens for choice in choices),
