@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from argon2 import PasswordHasher
 
 from gpucloud_server.config import CoreSettings
-from gpucloud_server.identity import assembly
 from gpucloud_server.identity.assembly import Identity
-from gpucloud_server.identity.keycache import KeyCache
 from gpucloud_server.identity.users import ROLE_MEMBER
 from gpucloud_server.principal import UsageRecord, UserPrincipal
 
@@ -81,11 +77,6 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def key_caches_read(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], float]) -> None:
-    """Cores built after this call age their key cache by `clock` (Identity takes no clock)."""
-    monkeypatch.setattr(assembly, "KeyCache", functools.partial(KeyCache, monotonic=clock))
 
 
 async def until(predicate: Callable[[], object], timeout: float = 10.0) -> None:

@@ -10,7 +10,6 @@ for the revoke message, authenticates once more and prints "refused" or "accepte
 from __future__ import annotations
 
 import asyncio
-import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +18,7 @@ from argon2 import PasswordHasher
 
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.errors import Unauthenticated
-from gpucloud_server.identity import assembly
 from gpucloud_server.identity.assembly import Identity
-from gpucloud_server.identity.keycache import KeyCache
 
 DEADLINE_S = 20.0  # only stops a hung run; the message normally takes milliseconds
 
@@ -44,10 +41,8 @@ async def main(data_dir: str, database_url: str, redis_url: str, namespace: str)
     )
     secret = sys.stdin.readline().strip()
     hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    # Identity takes no clock: hand it a key cache whose clock stands still.
-    frozen = functools.partial(KeyCache, monotonic=lambda: 0.0)
-    assembly.KeyCache = frozen  # type: ignore[attr-defined, assignment]
-    async with Identity(settings, password_hasher=hasher) as identity:
+    # The key cache's clock stands still: only the feed can drop a cached key.
+    async with Identity(settings, password_hasher=hasher, monotonic=lambda: 0.0) as identity:
         cache = identity.key_cache
         if not await _until(lambda: cache.enabled):  # subscribed to the feed
             print("timeout", flush=True)

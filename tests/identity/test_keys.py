@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from identity_helpers import FAST_HASHER, ManualClock, key_caches_read, make_settings, new_member
+from identity_helpers import FAST_HASHER, ManualClock, make_settings, new_member
 
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.errors import (
@@ -320,13 +320,11 @@ async def test_another_core_without_redis_sees_a_revoke_within_a_second(
     identity: Identity,
     member: UserPrincipal,
     settings: CoreSettings,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if settings.database_url is None:
         pytest.skip("SQLite serves a single core, which clears its own cache on revoke")
     clock = ManualClock()  # the other core's cache ages only when this test says so
-    key_caches_read(monkeypatch, clock)
-    async with Identity(settings, password_hasher=FAST_HASHER) as other:
+    async with Identity(settings, password_hasher=FAST_HASHER, monotonic=clock) as other:
         created = await identity.keys.create(member, SPEC)
         await other.keys.authenticate(created.secret)
         assert len(other.key_cache) == 1  # cached over there

@@ -18,7 +18,6 @@ import pytest
 from identity_helpers import (
     FAST_HASHER,
     ManualClock,
-    key_caches_read,
     make_settings,
     new_member,
     until,
@@ -43,10 +42,9 @@ def settings(tmp_path: Path, database_url: str | None, redis_url: str) -> CoreSe
 
 
 @pytest.fixture
-async def peer(settings: CoreSettings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Identity]:
+async def peer(settings: CoreSettings) -> AsyncIterator[Identity]:
     """A second core on the same database and Redis whose cached keys never expire."""
-    key_caches_read(monkeypatch, ManualClock())
-    async with Identity(settings, password_hasher=FAST_HASHER) as other:
+    async with Identity(settings, password_hasher=FAST_HASHER, monotonic=ManualClock()) as other:
         await until(lambda: other.key_cache.enabled)  # subscribed to the feed
         yield other
 

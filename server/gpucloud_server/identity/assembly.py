@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -85,13 +87,20 @@ class Identity:
     and last-used times and releases connections. Also an async context manager.
     """
 
-    def __init__(self, settings: CoreSettings, *, password_hasher: PasswordHasher | None = None):
+    def __init__(
+        self,
+        settings: CoreSettings,
+        *,
+        password_hasher: PasswordHasher | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         namespace = settings.redis_namespace
         self.database = open_database(settings)
         self._redis = _redis(settings.redis_url) if settings.redis_url else None
         self._limits_storage = _limits_storage(self._redis, settings.redis_url, namespace)
-        self.key_cache = KeyCache(_cache_ttl(settings, self._redis is not None))
+        ttl = _cache_ttl(settings, self._redis is not None)
+        self.key_cache = KeyCache(ttl, monotonic=monotonic)
         self._feed = (
             RevocationFeed(self._redis, f"{namespace}:keys:revoked", self.key_cache)
             if self._redis
