@@ -34,6 +34,7 @@ from gpucloud_gateway.main import GRACEFUL_SHUTDOWN_S
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.server import CoreServer
 from gpucloud_sim import find_gpu
+from gpucloud_sim.cost import PRECISIONS
 from gpucloud_worker.agent import WorkerAgent
 from gpucloud_worker.config import WorkerSettings
 from gpucloud_worker.sim import SimBackend
@@ -61,6 +62,18 @@ def gpu_kinds(text: str) -> tuple[str, ...]:
     return keys
 
 
+def has_fp8(kind: str) -> bool:
+    """Whether a catalog GPU has FP8 tensor cores (Hopper, Ada; not Ampere)."""
+    return find_gpu(kind).dense_fp8_flops is not None
+
+
+def worker_precision(kind: str, wanted: str) -> str:
+    """What a simulated worker of `kind` serves in when `up` is asked for `wanted`:
+    fp8 only where the GPU has FP8 tensor cores, bf16 elsewhere, as a mixed fleet
+    serving an FP8 checkpoint on Hopper/Ada and a BF16 one on Ampere would."""
+    return wanted if wanted == "bf16" or has_fp8(kind) else "bf16"
+
+
 @dataclass(frozen=True, slots=True)
 class FleetOptions:
     """The simulated workers `up` runs in-process."""
@@ -84,13 +97,28 @@ class FleetOptions:
     sim_speed: float = option(
         1.0, flag="--sim-speed", env="GPUCLOUD_SIM_SPEED", help="x real time; 0: no delays"
     )
+    sim_precision: str = option(
+        "bf16",
+        flag="--sim-precision",
+        env="GPUCLOUD_SIM_PRECISION",
+        choices=PRECISIONS,
+        help="precision the simulated workers serve in; fp8 applies to the GPU kinds with "
+        "FP8 tensor cores (h100, rtx4090), the others stay bf16, and fails when none has them",
+    )
 
     def fleet(self) -> tuple[str, ...]:
-        """One GPU kind per simulated worker."""
+        """One GPU kind per simulated worker; ValueError for a fleet that cannot serve
+        the precision asked for."""
         total = len(self.gpus) if self.workers is None else self.workers
         if total < 0:
             raise ValueError("--workers must be >= 0")
-        return tuple(self.gpus[i % len(self.gpus)] for i in range(total))
+        kinds = tuple(self.gpus[i % len(self.gpus)] for i in range(total))
+        if self.sim_precision == "fp8" and kinds and not any(has_fp8(k) for k in kinds):
+            raise ValueError(
+                f"--sim-precision fp8: no GPU of the fleet ({', '.join(sorted(set(kinds)))}) "
+                "has FP8 tensor cores; add h100 or rtx4090 to --gpus, or serve bf16"
+            )
+        return kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +129,7 @@ class UpSettings:
     gateway: GatewaySettings
     gpus: tuple[str, ...]  # one simulated worker per entry, by catalog key
     sim_speed: float = 1.0
+    sim_precision: str = "bf16"  # per worker as worker_precision() decides
 
 
 def parser() -> argparse.ArgumentParser:
@@ -125,6 +154,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> UpSettings:
             gateway=load(GatewaySettings, args, env, exclude=GATEWAY_IGNORED),
             gpus=fleet.fleet(),
             sim_speed=fleet.sim_speed,
+            sim_precision=fleet.sim_precision,
         )
     except ValueError as err:
         cli.error(str(err))
@@ -195,7 +225,9 @@ class Cloud:
                 name=f"sim-{kind}-{i}",
                 heartbeat_interval_s=core.heartbeat_interval_s,
             )
-            agent = WorkerAgent(worker, SimBackend(kind, speed=self.settings.sim_speed, seed=i))
+            precision = worker_precision(kind, self.settings.sim_precision)
+            backend = SimBackend(kind, speed=self.settings.sim_speed, seed=i, precision=precision)
+            agent = WorkerAgent(worker, backend)
             self.agents.append(agent)
             self._agent_tasks.append(asyncio.create_task(agent.run(), name=f"agent-{i}"))
         await self._wait_ready()
@@ -252,10 +284,16 @@ def _login(core: CoreSettings) -> str:
     return f"{core.admin_email}  (password from GPUCLOUD_ADMIN_PASSWORD)"
 
 
+def _worker_label(kind: str, wanted: str) -> str:
+    """The GPU's name, and its precision where fp8 was asked for (it may be bf16)."""
+    name = find_gpu(kind).name
+    return name if wanted == "bf16" else f"{name} ({worker_precision(kind, wanted)})"
+
+
 def banner(cloud: Cloud) -> str:
     g, c = cloud.gateway_settings, cloud.settings.core
     base = f"http://{g.http_host}:{g.http_port}"
-    gpus = ", ".join(find_gpu(k).name for k in cloud.settings.gpus) or "none"
+    gpus = ", ".join(_worker_label(k, cloud.settings.sim_precision) for k in cloud.settings.gpus)
     return "\n".join(
         [
             "gpucloud is up",
@@ -263,7 +301,7 @@ def banner(cloud: Cloud) -> str:
             f"  OpenAI API  {base}/v1",
             f"  gRPC        {g.core_address}",
             f"  login       {_login(c)}",
-            f"  workers     {len(cloud.settings.gpus)} simulated: {gpus}",
+            f"  workers     {len(cloud.settings.gpus)} simulated: {gpus or 'none'}",
             f"  data        {c.data_dir.resolve()}",
             f"  add a GPU   gpucloud worker --core {g.core_address} --token {c.join_token}",
             "Press Ctrl-C to stop.",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpucloud_common.settings import option
+from gpucloud_sim.cost import PRECISIONS
 
 DISCOVER = "discover"
 
@@ -37,7 +38,7 @@ def model_ids(value: str) -> tuple[str, ...] | None:
     return ids
 
 
-SIM_OPTIONS = ("gpu", "gpu_count", "speed", "seed")
+SIM_OPTIONS = ("gpu", "gpu_count", "precision", "speed", "seed")
 OPENAI_OPTIONS = ("upstream", "upstream_key", "slots")
 
 
@@ -102,6 +103,13 @@ class WorkerOptions:
     )
     gpu: str = option("a100", flag="--gpu", help="simulated GPU: a100, h100, rtx4090, a6000")
     gpu_count: int = option(1, flag="--gpu-count", help="simulated GPUs in the box")
+    precision: str = option(
+        "bf16",
+        flag="--precision",
+        choices=PRECISIONS,
+        help="weights and matmuls the simulated GPUs serve in; "
+        "fp8 needs FP8 tensor cores (h100, rtx4090), not a100 or a6000",
+    )
     speed: float = option(1.0, flag="--speed", help="x real time; 0: no delay")
     seed: int = option(0, flag="--seed", help="seed of the generated text")
     upstream: str | None = option(

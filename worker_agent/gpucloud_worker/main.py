@@ -52,9 +52,17 @@ def build_backend(args: argparse.Namespace, env: Mapping[str, str] | None = None
         )
     from gpucloud_worker.sim import SimBackend
 
-    return SimBackend(
-        opts.gpu, models=opts.models, speed=opts.speed, seed=opts.seed, gpu_count=opts.gpu_count
-    )
+    try:
+        return SimBackend(
+            opts.gpu,
+            models=opts.models,
+            speed=opts.speed,
+            seed=opts.seed,
+            gpu_count=opts.gpu_count,
+            precision=opts.precision,
+        )
+    except ValueError as err:  # an unknown GPU or model, FP8 without FP8 cores, no fit
+        raise SystemExit(f"gpucloud worker: {err}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
