@@ -11,6 +11,15 @@ from gpucloud_common.logs import LogFormat, level_name
 from gpucloud_common.settings import add_arguments, load, new_parser, option
 
 
+def origins(text: str) -> tuple[str, ...]:
+    """`https://a.example, https://b.example` or `*`: the origins CORS allows."""
+    found = tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+    for origin in found:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ValueError(f"{origin!r} is not an origin (scheme://host[:port]) or *")
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     """Everything the gateway process needs; nothing else reads the environment."""
@@ -73,6 +82,14 @@ class GatewaySettings:
         None,
         env="GPUCLOUD_OPS_TOKEN",
         help="credential for the core's MonitorService (/readyz, cluster gauges of /metrics)",
+    )
+    cors_allowed_origins: tuple[str, ...] = option(
+        (),
+        flag="--cors-allowed-origins",
+        env="GPUCLOUD_CORS_ALLOWED_ORIGINS",
+        parse=origins,
+        help="browser origins allowed to call the API (comma-separated, * for any)",
+        default_help="none: CORS off",
     )
     exit_with_parent: bool = option(
         False,

@@ -51,7 +51,7 @@ def server(settings: GatewaySettings, channel: grpc.aio.Channel) -> uvicorn.Serv
     """A uvicorn server for the app; its serve() handles SIGINT/SIGTERM gracefully."""
     return uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, channel),
+            create_app(settings, channel, cors_origins=settings.cors_allowed_origins),
             host=settings.http_host,
             port=settings.http_port,
             http="httptools",

@@ -174,6 +174,8 @@ def _gateway_command(g: GatewaySettings) -> list[str]:
     ]  # fmt: skip
     if g.web_dir is not None:
         command += ["--web-dir", str(g.web_dir)]
+    if g.cors_allowed_origins:
+        command += ["--cors-allowed-origins", ",".join(g.cors_allowed_origins)]
     return command
 
 

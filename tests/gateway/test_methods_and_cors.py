@@ -9,6 +9,7 @@ import httpx
 import pytest
 from gateway_fakes import GOOD_KEY
 
+from gpucloud_gateway import config
 from gpucloud_gateway.app import create_app
 from gpucloud_gateway.config import GatewaySettings
 
@@ -127,3 +128,18 @@ async def test_other_origins_get_no_grant(cors_client: httpx.AsyncClient) -> Non
     plain = await cors_client.options("/v1/models")
     assert plain.status_code == 204
     assert plain.headers["allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_allowed_origins_come_from_the_environment_or_the_flag() -> None:
+    env = {"GPUCLOUD_CORS_ALLOWED_ORIGINS": "https://a.example/, https://b.example:8443"}
+    assert config.parse([], env).cors_allowed_origins == (
+        "https://a.example",
+        "https://b.example:8443",
+    )
+    assert config.parse(["--cors-allowed-origins", "*"], env).cors_allowed_origins == ("*",)
+    assert config.parse([], {}).cors_allowed_origins == ()
+
+
+def test_an_origin_without_a_scheme_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        config.parse(["--cors-allowed-origins", "a.example"], {})
