@@ -109,6 +109,12 @@ class CoreSettings:
         help="expected worker heartbeat interval, seconds (3 missed: offline)",
     )
     missed_heartbeats: int = 3
+    prefix_aware_dispatch: bool = option(
+        True,
+        env="GPUCLOUD_PREFIX_AWARE_DISPATCH",
+        help="send a prompt to the worker recently sent its leading text (its prefix cache "
+        "likely holds it) unless that worker is much busier; off: least-loaded only",
+    )
     ageing_step_s: float = 10.0
     max_attempts: int = 3
     shutdown_grace_s: float = option(

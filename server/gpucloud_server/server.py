@@ -55,6 +55,7 @@ def scheduler_config(settings: CoreSettings) -> SchedulerConfig:
         heartbeat_timeout_s=settings.heartbeat_interval_s * settings.missed_heartbeats,
         ageing_step_s=settings.ageing_step_s,
         max_attempts=settings.max_attempts,
+        prefix_aware_dispatch=settings.prefix_aware_dispatch,
     )
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from gpucloud_server.scheduling.prefix import LOAD_SLACK, PrefixMemory
 from gpucloud_server.scheduling.seams import ChannelFactory, TaskChannel
 
 if TYPE_CHECKING:
@@ -85,13 +86,24 @@ class Worker:
         return self.state is WorkerState.ONLINE and len(self.active) < self.info.slots
 
 
+def least_loaded(worker: Worker) -> tuple[float, float, str]:
+    """The order of preference without a prefix: load, then the faster GPU, then the id."""
+    return (worker.load, -worker.info.speed, worker.info.worker_id)
+
+
 class Registry:
     """Connected workers and recently departed ones (kept for the dashboard)."""
 
     def __init__(
-        self, offline_retention_s: float = 600.0, channel: ChannelFactory = asyncio.Queue
+        self,
+        offline_retention_s: float = 600.0,
+        channel: ChannelFactory = asyncio.Queue,
+        *,
+        prefixes: PrefixMemory | None = None,
     ) -> None:
         self._workers: dict[str, Worker] = {}
+        # None: prefix-aware dispatch is off and pick() is least-loaded only.
+        self.prefixes = prefixes
         self._channel = channel
         self._sessions = 0
         self._offline_retention_s = offline_retention_s
@@ -130,19 +142,44 @@ class Registry:
     def models_with_capacity(self) -> set[str]:
         return {m for w in self._workers.values() if w.can_take() for m, _ in w.info.models}
 
-    def pick(self, model: str, gave_back: Mapping[str, int] | None = None) -> Worker | None:
-        """The least-loaded worker with a free slot for `model`; ties go to the faster GPU.
-        A worker that gave this task back (`gave_back`: worker id -> its heartbeat count
-        then) is skipped until it has sent another heartbeat."""
+    def pick(
+        self,
+        model: str,
+        gave_back: Mapping[str, int] | None = None,
+        prefix: Sequence[int] = (),
+    ) -> Worker | None:
+        """A worker with a free slot for `model`: the least loaded (ties to the faster GPU)
+        or, with prefix memory, the one recently sent the longest leading run of the
+        prompt's block hashes `prefix` among those loaded at most LOAD_SLACK more than
+        the least loaded (ties as before). A worker that gave this task back
+        (`gave_back`: worker id -> its heartbeat count then) is skipped until it has sent
+        another heartbeat."""
         gave_back = gave_back or {}
-        candidates = [
-            w
-            for w in self._workers.values()
-            if w.can_take() and w.serves(model) and gave_back.get(w.id) != w.beats
-        ]
-        if not candidates:
-            return None
-        return min(candidates, key=lambda w: (w.load, -w.info.speed, w.info.worker_id))
+
+        def free(w: Worker) -> bool:
+            return w.can_take() and w.serves(model) and gave_back.get(w.id) != w.beats
+
+        least = min(filter(free, self._workers.values()), key=least_loaded, default=None)
+        if least is None or self.prefixes is None or not prefix:
+            return least
+        limit = least.load + LOAD_SLACK
+
+        def near(worker_id: str) -> bool:
+            w = self._workers.get(worker_id)
+            return w is not None and free(w) and w.load <= limit
+
+        holders, _ = self.prefixes.longest(prefix, near)
+        return min((self._workers[i] for i in holders), key=least_loaded, default=least)
+
+    def sent(self, worker: Worker, prefix: Sequence[int]) -> None:
+        """Remembers that `worker` was given a prompt with these block hashes."""
+        if self.prefixes is not None:
+            self.prefixes.remember(worker.id, prefix)
+
+    def forget_prefixes(self, worker: Worker) -> None:
+        """The worker left: what its cache held is no reason to send it anything."""
+        if self.prefixes is not None:
+            self.prefixes.forget(worker.id)
 
     def served_models(self) -> dict[str, int]:
         """Model id -> number of online workers serving it."""

@@ -25,6 +25,7 @@ from gpucloud_server.principal import UsageRecord
 from gpucloud_server.scheduling.clock import Clock
 from gpucloud_server.scheduling.hub import Hub, Version
 from gpucloud_server.scheduling.outbox import Assign, Cancel
+from gpucloud_server.scheduling.prefix import PrefixMemory
 from gpucloud_server.scheduling.queue import FairQueue
 from gpucloud_server.scheduling.registry import (
     GpuReading,
@@ -59,6 +60,8 @@ class SchedulerConfig:
     heartbeat_timeout_s: float = 15.0
     ageing_step_s: float = 10.0
     max_attempts: int = 3
+    # Prefer the worker recently sent the same prompt prefix (see Registry.pick).
+    prefix_aware_dispatch: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,8 @@ class Scheduler:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.registry = Registry(channel=channel)
+        prefixes = PrefixMemory() if config.prefix_aware_dispatch else None
+        self.registry = Registry(channel=channel, prefixes=prefixes)
         self._channel = channel
         self.queue: TaskQueue[Task] = queue or FairQueue(
             config.queue_capacity, config.ageing_step_s
@@ -305,7 +309,7 @@ class Scheduler:
             task = self.queue.pop(models, now) if models else None
             if task is None:
                 break
-            worker = self.registry.pick(task.model, task.failed_on)
+            worker = self.registry.pick(task.model, task.failed_on, task.spec.prefix)
             if worker is None:
                 skipped.append(task)  # only workers that just gave it back are free
                 continue
@@ -324,6 +328,7 @@ class Scheduler:
         first = task.started_at is None
         task.started_at = now
         worker.active[task.id] = task
+        self.registry.sent(worker, task.spec.prefix)
         worker.outbox.put_nowait(Assign(task, task.attempt))
         if first:
             wait_ms = task.waited_ms(now)
@@ -337,6 +342,7 @@ class Scheduler:
         worker.state = WorkerState.OFFLINE
         worker.last_seen = self.clock.monotonic()
         worker.outbox.put_nowait(None)  # ends the session's writer if it is still open
+        self.registry.forget_prefixes(worker)
         for task in list(worker.active.values()):
             self._retry_or_fail(task, worker, why)
         for task in list(self.queue.tasks()):

@@ -43,6 +43,9 @@ class TaskSpec:
     key: KeyPrincipal
     request_id: str
     payload: object
+    # Chained hashes of the prompt's leading blocks (scheduling.prefix.block_hashes),
+    # for prefix-aware dispatch; empty: no preference.
+    prefix: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

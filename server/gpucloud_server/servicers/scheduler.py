@@ -14,6 +14,7 @@ from gpucloud.v1 import chat_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 from gpucloud_server.errors import GpucloudError, InvalidArgument, Unauthenticated
 from gpucloud_server.principal import KeyAuthority, KeyPrincipal, LimitDecision, RateLimiter
 from gpucloud_server.scheduling.outbox import Assign, WorkerMessage
+from gpucloud_server.scheduling.prefix import block_hashes
 from gpucloud_server.scheduling.registry import Gpu, GpuReading, Worker, WorkerInfo
 from gpucloud_server.scheduling.scheduler import Scheduler
 from gpucloud_server.scheduling.tasks import (
@@ -90,7 +91,10 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         priority = (
             min(key.priority, request.priority) if request.HasField("priority") else key.priority
         )
-        spec = TaskSpec(request.model, priority, key, rid, (request.messages, request.sampling))
+        prefix = block_hashes(request.model, ((m.role, m.content) for m in request.messages))
+        spec = TaskSpec(
+            request.model, priority, key, rid, (request.messages, request.sampling), prefix
+        )
         task = self._scheduler.submit(spec)
         try:
             if request.collect:
