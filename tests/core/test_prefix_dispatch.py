@@ -3,11 +3,20 @@ unless that worker is much busier than the least loaded one."""
 
 from __future__ import annotations
 
+import asyncio
+
+import grpc
+from core_cluster import MODEL as CLUSTER_MODEL
+from core_cluster import Cluster, ScriptedBackend, collect, until
+
+from gpucloud.v1 import chat_pb2, scheduler_pb2
+from gpucloud_server.config import from_sources
 from gpucloud_server.principal import KeyPrincipal, UsageRecord
 from gpucloud_server.scheduling.prefix import BLOCK_CHARS, MAX_BLOCKS, PrefixMemory, block_hashes
 from gpucloud_server.scheduling.registry import Gpu, Worker, WorkerInfo
 from gpucloud_server.scheduling.scheduler import Scheduler, SchedulerConfig
 from gpucloud_server.scheduling.tasks import Task, TaskSpec
+from gpucloud_server.server import scheduler_config
 
 MODEL = "test-model"
 SYSTEM_A = "You are a pirate. " * 40
@@ -139,3 +148,41 @@ def test_the_leading_blocks_are_forgotten_last() -> None:
     memory.remember("w1", prompt)
     assert memory.longest(prompt, lambda w: True) == ({"w1"}, 10)
     assert memory.longest(prompt, lambda w: w != "w1") == (set(), 0)
+
+
+async def test_through_the_core_a_system_prompt_returns_to_its_worker(cluster: Cluster) -> None:
+    fast, slow = ScriptedBackend(slots=1, speed=50), ScriptedBackend(slots=1, speed=10)
+    fast.gate = asyncio.Event()
+    await cluster.add_worker(fast, "fast")
+    await cluster.add_worker(slow, "slow")
+    busy = cluster.chat()  # a short prompt holds the fast worker's only slot
+    await until(lambda: fast.started)
+    first = await collect(_chat(cluster, SYSTEM_A, "first"))
+    assert _worker_of(first) == "slow"
+    fast.gate.set()
+    await collect(busy)
+    for i in range(3):  # both idle: least-loaded would choose the faster GPU
+        assert _worker_of(await collect(_chat(cluster, SYSTEM_A, f"again {i}"))) == "slow"
+    assert _worker_of(await collect(_chat(cluster, SYSTEM_B, "other"))) == "fast"
+
+
+def _chat(cluster: Cluster, system: str, user: str) -> grpc.aio.UnaryStreamCall:
+    request = scheduler_pb2.CreateChatCompletionRequest(
+        model=CLUSTER_MODEL,
+        messages=[
+            chat_pb2.ChatMessage(role="system", content=system),
+            chat_pb2.ChatMessage(role="user", content=user),
+        ],
+    )
+    return cluster.stub.CreateChatCompletion(request, metadata=(("authorization", "Bearer key-a"),))
+
+
+def _worker_of(events: list[scheduler_pb2.CreateChatCompletionResponse]) -> str:
+    [started] = [e.started for e in events if e.WhichOneof("event") == "started"]
+    return started.worker_id
+
+
+def test_the_setting_is_on_by_default_and_reaches_the_scheduler() -> None:
+    assert scheduler_config(from_sources(None, {})).prefix_aware_dispatch
+    off = from_sources(None, {"GPUCLOUD_PREFIX_AWARE_DISPATCH": "0"})
+    assert not scheduler_config(off).prefix_aware_dispatch
