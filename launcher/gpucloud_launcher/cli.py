@@ -19,6 +19,8 @@ commands:
   server    run the core gRPC server
   gateway   run the HTTP gateway
   worker    run a worker agent
+  sim       simulator tools: `gpucloud sim profile` benchmarks a simulated GPU
+  plan      the cheapest simulated fleet that meets latency SLOs for a workload
 """
 
 
@@ -40,6 +42,14 @@ def _command(name: str) -> Callable[[Sequence[str]], int] | None:
         from gpucloud_worker.main import main as worker
 
         return worker
+    if name == "sim":
+        from gpucloud_launcher.sim_commands import sim_main
+
+        return sim_main
+    if name == "plan":
+        from gpucloud_launcher.plan_command import plan_main
+
+        return plan_main
     return None
 
 
