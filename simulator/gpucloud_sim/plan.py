@@ -3,12 +3,14 @@
 Pure and bounded: every fleet is simulated on the virtual clock with a fixed number of
 requests (`PlanRequest.requests`) within a budget of runs and simulated tokens
 (MAX_RUNS, MAX_TOKENS), so one call costs at most a few CPU seconds and the same
-request always gives the same answer. `gpucloud plan` and the HTTP API both call `plan()` and print
-`PlanResult.to_json()`.
+request always gives the same answer. `gpucloud plan` and the HTTP API both call
+`plan()` and print `PlanResult.to_json()`; the API reads its body with
+`plan_request_from_json()`.
 """
 
 from __future__ import annotations
 
+from gpucloud_sim.plan_json import plan_request_from_json
 from gpucloud_sim.plan_request import (
     DEFAULT_GPU_COUNTS,
     DEFAULT_PRICES,
@@ -35,6 +37,7 @@ __all__ = [
     "PoolPlan",
     "Slo",
     "plan",
+    "plan_request_from_json",
 ]
 
 

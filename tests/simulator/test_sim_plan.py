@@ -15,6 +15,7 @@ from gpucloud_sim.plan import (
     Slo,
     plan,
 )
+from gpucloud_sim.plan_json import plan_request_from_json
 from gpucloud_sim.plan_request import MAX_RUNS
 from gpucloud_sim.results import Summary
 
@@ -158,3 +159,43 @@ def test_recorded_sizes_are_replayed_instead_of_the_distributions() -> None:
     assert workload.model == LLAMA_8B
     assert set(workload.draw(100, seed=1)) == {(100, 10), (300, 30)}
     assert workload.mean_tokens() == (200.0, 20.0)
+
+
+def test_a_json_document_becomes_the_same_plan_request() -> None:
+    document = {
+        "workloads": [
+            {"model": "Meta-Llama-3-8B-Instruct", "rate_per_s": 10, "prompt_tokens": 512,
+             "output_tokens": {"mean": 128, "cv": 0.5}},
+        ],
+        "slo": {"ttft_p99_ms": 400},
+        "prices": {"H100": 2.49},
+        "gpus": ["h100"],
+        "gpu_counts": [1, 2],
+    }  # fmt: skip
+    request = plan_request_from_json(json.loads(json.dumps(document)))
+    assert request == PlanRequest(
+        (ModelWorkload(LLAMA_8B, 10.0, Lengths(512), Lengths(128, 0.5)),),
+        Slo(400.0, 50.0),
+        prices={**DEFAULT_PRICES, "h100": 2.49},
+        gpus=("h100",),
+        gpu_counts=(1, 2),
+    )
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ([], "request: expected an object"),
+        ({"workloads": []}, "give 1 to"),
+        ({"workloads": [{"model": LLAMA_8B}]}, r"workloads\[0\].rate_per_s: expected a number"),
+        ({"workloads": [{"model": LLAMA_8B, "rate_per_s": "fast"}]}, "rate_per_s"),
+        ({"workloads": [{"model": LLAMA_8B, "rate_per_s": 1, "sizes": [[1]]}]}, "sizes"),
+        ({"workloads": [{"model": LLAMA_8B, "rate_per_s": 1}], "max_gpus": 1.5}, "max_gpus"),
+        ({"workloads": [{"model": LLAMA_8B, "rate_per_s": 1}], "budget": 1}, "unknown field"),
+    ],
+)
+def test_a_bad_json_document_is_a_value_error_naming_the_field(
+    document: object, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        plan_request_from_json(document)
