@@ -18,10 +18,16 @@ _FINISH_REASONS: dict[int, FinishReason] = {
 }
 
 
+class PromptTokensDetails(TypedDict):
+    cached_tokens: int
+
+
 class CompletionUsage(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    # When the core reports it: the prompt tokens a worker served from its prefix cache.
+    prompt_tokens_details: NotRequired[PromptTokensDetails]
 
 
 class ChatCompletionMessage(TypedDict):
@@ -97,11 +103,15 @@ class ErrorResponse(TypedDict):
 
 
 def completion_usage(usage: chat_pb2.Usage) -> CompletionUsage:
-    return {
+    rendered: CompletionUsage = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     }
+    if usage.HasField("prompt_tokens_details"):
+        cached = usage.prompt_tokens_details.cached_tokens
+        rendered["prompt_tokens_details"] = {"cached_tokens": cached}
+    return rendered
 
 
 def finish_reasons(finished: scheduler_pb2.CompletionFinished) -> dict[int, FinishReason]:
