@@ -1,9 +1,9 @@
 """The capacity planner: a workload and SLOs in, the cheapest fleet that meets them out.
 
 Pure and bounded: every fleet is simulated on the virtual clock with a fixed number of
-requests (`PlanRequest.requests`) within a budget of runs and simulated tokens
-(MAX_RUNS, MAX_TOKENS), so one call costs at most a few CPU seconds and the same
-request always gives the same answer. `gpucloud plan` and the HTTP API both call
+requests (`PlanRequest.requests`) within a budget of runs, simulated tokens and engine
+steps (MAX_RUNS, MAX_TOKENS, MAX_STEPS), so one call costs at most a few CPU seconds
+and the same request always gives the same answer. `gpucloud plan` and the HTTP API both call
 `plan()` and print `PlanResult.to_json()`; the API reads its body with
 `plan_request_from_json()`.
 """
@@ -15,6 +15,7 @@ from gpucloud_sim.plan_request import (
     DEFAULT_GPU_COUNTS,
     DEFAULT_PRICES,
     MAX_RUNS,
+    MAX_STEPS,
     MAX_TOKENS,
     BreaksOn,
     Lengths,
@@ -53,14 +54,13 @@ def plan(request: PlanRequest) -> PlanResult:
     it still meets) is searched last. Each model gets a pool of its own (no GPU is
     shared between models) and the pools' costs add up.
     """
-    runs, tokens, truncated = MAX_RUNS, MAX_TOKENS, False
+    budget = Budget(MAX_RUNS, MAX_TOKENS, MAX_STEPS)
     pools: list[PoolPlan] = []
     for left, workload in zip(range(len(request.workloads), 0, -1), request.workloads, strict=True):
         # Each pool gets an even share of what the pools before it left over.
-        budget = Budget(runs // left, tokens // left)
-        pools.append(plan_pool(request, workload, budget))
-        runs, tokens = runs - budget.used, tokens - (tokens // left - budget.tokens)
-        truncated = truncated or budget.truncated
+        share = budget.share(left)
+        pools.append(plan_pool(request, workload, share))
+        budget.spend(share)
     costs = [pool.best.cost_per_hour for pool in pools if pool.best is not None]
     total = sum(costs) if len(costs) == len(pools) else None
-    return PlanResult(tuple(pools), request.slo, total, MAX_RUNS - runs, truncated)
+    return PlanResult(tuple(pools), request.slo, total, budget.used_runs, budget.truncated)

@@ -28,14 +28,17 @@ DEFAULT_PRICES: Mapping[str, float] = MappingProxyType(
 DEFAULT_GPU_COUNTS = (1, 2, 4, 8)
 # Bounds that keep one plan() call to a few CPU seconds: requests simulated per run
 # (p99 over 400 requests is the 5th largest), fewer when answers are long (at most
-# TOKENS_PER_RUN output tokens a run, MIN_REQUESTS whatever it takes), and runs and
-# simulated output tokens per call (~1-3 us of CPU per simulated token).
+# TOKENS_PER_RUN output tokens a run, MIN_REQUESTS whatever it takes); per call, fleet
+# runs, simulated output tokens (~1 us of CPU each in large batches) and engine steps
+# (~8 us each at batch 1, ~65 us at batch 64; a run is never cut short, so a call may
+# exceed MAX_STEPS by one run's steps, at most TOKENS_PER_RUN plus its requests).
 DEFAULT_REQUESTS = 400
 MAX_REQUESTS = 2000
 MIN_REQUESTS = 50
-TOKENS_PER_RUN = 200_000
+TOKENS_PER_RUN = 100_000
 MAX_RUNS = 80
 MAX_TOKENS = 2_000_000
+MAX_STEPS = 400_000
 MAX_GPUS_LIMIT = 1024
 
 

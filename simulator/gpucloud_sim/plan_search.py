@@ -33,20 +33,40 @@ HEADROOM_BISECTIONS = 2
 
 @dataclass(slots=True)
 class Budget:
-    """Fleet runs and simulated output tokens left for one plan() call (what its CPU
-    time is proportional to); `truncated` once a run was refused."""
+    """What part of one plan() call may simulate: fleet runs, output tokens and engine
+    steps (its CPU time is about proportional to the last two); `truncated` once a
+    run was refused."""
 
     runs: int
     tokens: int
-    used: int = 0
+    steps: int
+    used_runs: int = 0
+    used_tokens: int = 0
+    used_steps: int = 0
     truncated: bool = False
 
+    def share(self, parts: int) -> Budget:
+        """An even share of what is left, for one of `parts` pools."""
+        return Budget(
+            (self.runs - self.used_runs) // parts,
+            (self.tokens - self.used_tokens) // parts,
+            (self.steps - self.used_steps) // parts,
+        )
+
+    def spend(self, part: Budget) -> None:
+        self.used_runs += part.used_runs
+        self.used_tokens += part.used_tokens
+        self.used_steps += part.used_steps
+        self.truncated = self.truncated or part.truncated
+
     def take(self, tokens: int) -> bool:
-        if self.used >= self.runs or tokens > self.tokens:
+        """Whether a run of `tokens` output tokens may start (then it is counted)."""
+        full = self.used_runs >= self.runs or self.used_steps >= self.steps
+        if full or self.used_tokens + tokens > self.tokens:
             self.truncated = True
             return False
-        self.used += 1
-        self.tokens -= tokens
+        self.used_runs += 1
+        self.used_tokens += tokens
         return True
 
 
@@ -185,11 +205,13 @@ class Pool:
         if not self.budget.take(sum(output for _, output in sizes)):
             raise OutOfRuns
         first = sizes[0]
-        return profile(
+        run = profile(
             candidate.gpu, self.model, first[0], first[1], concurrency, len(sizes), rate,
             candidate.gpu_count, self.request.precision, self.request.seed,
             workers=workers, sizes=sizes,
-        ).summary  # fmt: skip
+        )  # fmt: skip
+        self.budget.used_steps += run.steps
+        return run.summary
 
     def mean_size(self) -> tuple[float, float]:
         count = len(self.sizes)
@@ -222,8 +244,11 @@ class Pool:
 
 def plan_pool(request: PlanRequest, workload: ModelWorkload, budget: Budget) -> PoolPlan:
     """The cheapest fleet for one model's workload, with the one just too small."""
-    sizes = workload.draw(request.requests, request.seed)
-    pool = Pool(request, workload, find_model(workload.model), sizes, budget)
+    model = find_model(workload.model)
+    sizes = tuple(
+        _within(size, model.max_context) for size in workload.draw(request.requests, request.seed)
+    )
+    pool = Pool(request, workload, model, sizes, budget)
     candidates, outcomes = _candidates(pool)
     best: tuple[Candidate, FleetOutcome, FleetOutcome | None] | None = None
     for candidate in list(candidates):
@@ -319,6 +344,14 @@ def _one_gpu_smaller(candidates: list[Candidate], chosen: Candidate) -> FleetOut
         return max(smaller, key=lambda c: c.gpu_count).outcome(1)
     except OutOfRuns:
         return None
+
+
+def _within(size: tuple[int, int], context: int) -> tuple[int, int]:
+    """A drawn size cut to the model's context, prompt first (as clients truncate
+    history): a longer request would be refused, not served."""
+    prompt, output = size
+    output = min(output, context - 1)
+    return min(prompt, context - output), output
 
 
 def _prefill_seconds(deployment: cost.Deployment, prompt: int) -> float:
