@@ -17,6 +17,7 @@ each endpoint is declared once, on `_Endpoints`, as the `Call` it makes; `Client
 from __future__ import annotations
 
 import functools
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar, overload
@@ -118,7 +119,7 @@ def _field(name: str, kind: Callable[[Any], R]) -> Callable[[Json], R]:
     return lambda answer: kind(answer[name])
 
 
-class _Endpoints:
+class _Endpoints(ABC):
     """The gateway's endpoints and the client state they share (JWT, API key, default model)."""
 
     def __init__(self, token: str | None, api_key: str | None) -> None:
@@ -126,8 +127,9 @@ class _Endpoints:
         self.api_key = api_key
         self.model: str | None = None
 
+    @abstractmethod
     def _execute(self, call: Call[Any]) -> Any:
-        raise NotImplementedError
+        """Sends `call` and returns its result (`Client`) or an awaitable of it."""
 
     def _headers(self, auth: Auth) -> dict[str, str]:
         secret = {"jwt": self.token, "key": self.api_key, "none": None}[auth]

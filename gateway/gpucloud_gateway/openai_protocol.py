@@ -101,7 +101,7 @@ class Messages(Field):
                     required=True,
                     example="user",
                 ),
-                Field("content", "The text, or text parts that are joined."),
+                String("content", "The text, or text parts that are joined."),  # replaced below
                 String("name", "An optional name of the participant."),
             ]
         )
