@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -68,10 +69,13 @@ class PlanOptions:
         (DEFAULT_MODEL,),
         flag="--model",
         parse=_listed(str),
-        help="catalog model ids, comma-separated",
+        help="catalog model ids, comma-separated: a pool each",
     )
     rate: tuple[float, ...] = option(
-        (1.0,), flag="--rate", parse=_listed(positive(float)), help="Poisson arrivals per second"
+        (1.0,),
+        flag="--rate",
+        parse=_listed(positive(float)),
+        help="Poisson arrivals per second, per model",
     )
     prompt_tokens: tuple[int, ...] = option(
         (512,), flag="--prompt-tokens", parse=_listed(positive(int)), help="mean prompt tokens"
@@ -119,10 +123,11 @@ def parser() -> Parser:
 
 def plan_main(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     """`gpucloud plan`: plans, then prints the table or JSON."""
+    env = os.environ if env is None else env
     try:
         args = parser().parse_args(list(argv))
-        options = load(PlanOptions, args, env or {})
-        request = plan_request(options, _workloads(options, args, env or {}))
+        options = load(PlanOptions, args, env)
+        request = plan_request(options, _workloads(options, args, env))
         result = plan(request)
     except (ValueError, SettingsError) as error:
         return fail(PROG, str(error))
