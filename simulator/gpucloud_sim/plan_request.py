@@ -163,6 +163,8 @@ class PlanRequest:
             raise ValueError("GPU counts per worker must be >= 1")
         if not 1 <= self.max_gpus <= MAX_GPUS_LIMIT:
             raise ValueError(f"max GPUs must be between 1 and {MAX_GPUS_LIMIT}")
+        if min(self.gpu_counts) > self.max_gpus:
+            raise ValueError("every GPU count per worker is above the max GPUs of a pool")
         if not MIN_REQUESTS <= self.requests <= MAX_REQUESTS:
             raise ValueError(f"requests per run must be between {MIN_REQUESTS} and {MAX_REQUESTS}")
         for key in self.kinds():

@@ -253,9 +253,10 @@ def plan_pool(request: PlanRequest, workload: ModelWorkload, budget: Budget) -> 
     best: tuple[Candidate, FleetOutcome, FleetOutcome | None] | None = None
     for candidate in list(candidates):
         why = candidate.hopeless()
-        if why is not None:
+        floor = None if why is None else candidate.floor(why)
+        if floor is not None and not floor.meets_slo:  # no fleet of it can meet
             candidates.remove(candidate)
-            outcomes.append(candidate.floor(why))
+            outcomes.append(floor)
         else:
             candidate.estimate = candidate.estimated_workers()
     by_cost = sorted(candidates, key=lambda c: (c.worker_price * c.estimate, c.gpu_count))
@@ -282,7 +283,7 @@ def plan_pool(request: PlanRequest, workload: ModelWorkload, budget: Budget) -> 
 def _candidates(pool: Pool) -> tuple[list[Candidate], list[FleetOutcome]]:
     """Every kind and GPU count that holds the model, and a row per kind that does not."""
     request = pool.request
-    counts = sorted({c for c in request.gpu_counts if c <= request.max_gpus}) or [1]
+    counts = sorted({c for c in request.gpu_counts if c <= request.max_gpus})
     candidates: list[Candidate] = []
     ruled_out: list[FleetOutcome] = []
     for key in request.kinds():

@@ -136,6 +136,7 @@ def test_the_json_form_is_plain_json() -> None:
         ({"gpus": ("tpu",)}, "unknown GPU"),
         ({"gpu_counts": (0,)}, ">= 1"),
         ({"requests": 10}, "requests per run"),
+        ({"gpu_counts": (8,), "max_gpus": 4}, "above the max GPUs"),
         ({"prices": {"h100": 1.0}, "gpus": ("a100",)}, "price for 'a100'"),
     ],
 )
