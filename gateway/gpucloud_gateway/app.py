@@ -25,6 +25,7 @@ from gpucloud_gateway.middleware import BodyLimit, RequestContext
 from gpucloud_gateway.openai_routes import OpenAIRoutes
 from gpucloud_gateway.openapi import openapi_route
 from gpucloud_gateway.ops import OpsRoutes
+from gpucloud_gateway.plan_routes import PlanRoutes
 
 _API_PREFIXES = ("/v1/", "/api/")
 # Response headers a browser app may read across origins.
@@ -162,6 +163,7 @@ def create_app(
     api: list[BaseRoute] = [
         *OpenAIRoutes(channel, metrics, settings.keepalive_s).routes(),
         *ManagementRoutes(channel, settings.core_timeout_s, settings.keepalive_s).routes(),
+        *PlanRoutes(channel, settings.core_timeout_s).routes(),
     ]
     api += [*OpsRoutes(channel, metrics, settings.ops_token).routes(), openapi_route()]
     routes: list[BaseRoute] = [
