@@ -231,6 +231,12 @@ def _pool_lines(pool: PoolPlan) -> list[str]:
         verdict = "yes" if c.meets_slo else f"no    {c.breaks_on}"
         cost = f"{c.cost_per_hour:.2f}" if c.workers else "-"
         lines.append(f"  {_shape(c):<28}{cost:>9}{ttft:>10}{tpot:>10}  {verdict}")
+    if pool.skipped:
+        names = ", ".join(
+            f"{workers} x " + (gpu if count == 1 else f"({count} x {gpu})")
+            for gpu, count, workers in pool.skipped
+        )
+        lines.append(f"  not simulated (estimated to cost more): {names}")
     return lines
 
 
@@ -247,4 +253,5 @@ def _fleet(c: FleetOutcome) -> str:
     s = c.summary
     figures = f"TTFT p99 {s.ttft_ms_p99:.0f} ms, TPOT p99 {s.tpot_ms_p99:.1f} ms" if s else ""
     verdict = "meets the SLOs" if c.meets_slo else f"misses {c.breaks_on}"
-    return f"{_shape(c)}, {c.gpus} GPUs, ${c.cost_per_hour:.2f}/hour: {figures}; {verdict}"
+    gpus = f"{c.gpus} GPU" + ("s" if c.gpus != 1 else "")
+    return f"{_shape(c)}, {gpus}, ${c.cost_per_hour:.2f}/hour: {figures}; {verdict}"

@@ -61,6 +61,9 @@ class PoolPlan:
     best: FleetOutcome | None
     smaller: FleetOutcome | None
     candidates: tuple[FleetOutcome, ...]
+    # (gpu, gpu_count, estimated workers) of the candidates never simulated: even the
+    # optimistic estimate of their fleet costs more than the best one.
+    skipped: tuple[tuple[str, int, int], ...] = ()
 
     def to_json(self) -> dict[str, object]:
         w = self.workload
@@ -74,6 +77,10 @@ class PoolPlan:
             "best": None if self.best is None else self.best.to_json(),
             "smaller": None if self.smaller is None else self.smaller.to_json(),
             "candidates": [c.to_json() for c in self.candidates],
+            "skipped": [
+                {"gpu": gpu, "gpu_count": count, "estimated_workers": workers}
+                for gpu, count, workers in self.skipped
+            ],
         }
 
 

@@ -85,7 +85,13 @@ class Candidate:
     # Requests one worker's KV cache holds at once (of the workload's mean size).
     in_flight: int
     runs: dict[int, FleetOutcome] = field(default_factory=dict)
-    estimate: int = 1
+    # Workers the rate needs by the closed-form estimate (a fraction: not rounded up).
+    estimate: float = 1.0
+
+    @property
+    def start(self) -> int:
+        """The worker count the search starts from: the estimate, rounded up."""
+        return max(1, math.ceil(self.estimate))
 
     @property
     def worker_price(self) -> float:
@@ -119,8 +125,8 @@ class Candidate:
             self.runs[workers] = result
         return result
 
-    def estimated_workers(self) -> int:
-        """A first guess, on the low side, at the workers the rate needs (at least 1).
+    def estimated_workers(self) -> float:
+        """A first guess, on the low side, at the workers the rate needs.
 
         Closed form from the step cost: the largest decode batch whose step meets the
         TPOT objective, each request costing its prefill plus its share of the decode
@@ -136,9 +142,11 @@ class Candidate:
             middle = (low + high + 1) // 2
             fast = cost.decode_seconds(deployment, middle, context) <= slo_s
             low, high = (middle, high) if fast else (low, middle - 1)
-        per_request = _prefill_seconds(deployment, int(prompt))
+        # Prefill compute only: the engine charges its fixed overhead once per step,
+        # and prompts admitted together share it.
+        per_request = _prefill(deployment, int(prompt)).compute_s
         per_request += output * cost.decode_seconds(deployment, low, context) / low
-        return max(1, math.ceil(self.pool.workload.rate_per_s * per_request))
+        return self.pool.workload.rate_per_s * per_request
 
     def hopeless(self) -> BreaksOn | None:
         """The objective a lone request of the median size already misses: then no
@@ -146,7 +154,7 @@ class Candidate:
         deployment = self.deployment()
         prompt, output = self.pool.median_size()
         slo = self.pool.request.slo
-        if _prefill_seconds(deployment, prompt) * 1e3 > slo.ttft_p99_ms:
+        if _prefill(deployment, prompt).seconds * 1e3 > slo.ttft_p99_ms:
             return "ttft_p99"
         tpot_s = cost.decode_seconds(deployment, 1, prompt) if output > 1 else 0.0
         return "tpot_p99" if tpot_s * 1e3 > slo.tpot_p99_ms else None
@@ -260,24 +268,27 @@ def plan_pool(request: PlanRequest, workload: ModelWorkload, budget: Budget) -> 
         else:
             candidate.estimate = candidate.estimated_workers()
     by_cost = sorted(candidates, key=lambda c: (c.worker_price * c.estimate, c.gpu_count))
+    skipped: list[tuple[str, int, int]] = []
     for candidate in by_cost:
         limit = _worker_limit(request, candidate, best[1].cost_per_hour if best else None)
-        if candidate.estimate * ESTIMATE_MARGIN > limit:
-            continue  # even the optimistic estimate costs more than the best
+        if max(1, math.ceil(candidate.estimate * ESTIMATE_MARGIN)) > limit:
+            # Even the optimistic estimate costs more than the best (or max_gpus).
+            skipped.append((candidate.gpu.key, candidate.gpu_count, candidate.start))
+            continue
         try:
-            found, below = candidate.fewest_workers(candidate.estimate, limit)
+            found, below = candidate.fewest_workers(candidate.start, limit)
         except OutOfRuns:
             break
         outcomes.append(found)
         if found.meets_slo and (best is None or found.cost_per_hour < best[1].cost_per_hour):
             best = (candidate, found, below)
     if best is None:
-        return PoolPlan(workload, None, None, _ranked(outcomes))
+        return PoolPlan(workload, None, None, _ranked(outcomes), tuple(skipped))
     candidate, found, below = best
     chosen = _with_headroom(candidate, found)
     outcomes[outcomes.index(found)] = chosen
     smaller = below if below is not None else _one_gpu_smaller(candidates, candidate)
-    return PoolPlan(workload, chosen, smaller, _ranked(outcomes))
+    return PoolPlan(workload, chosen, smaller, _ranked(outcomes), tuple(skipped))
 
 
 def _candidates(pool: Pool) -> tuple[list[Candidate], list[FleetOutcome]]:
@@ -355,11 +366,11 @@ def _within(size: tuple[int, int], context: int) -> tuple[int, int]:
     return min(prompt, context - output), output
 
 
-def _prefill_seconds(deployment: cost.Deployment, prompt: int) -> float:
+def _prefill(deployment: cost.Deployment, prompt: int) -> cost.StepCost:
     """A lone prompt's prefill: one step over all its tokens (chunking aside)."""
     work = cost.StepWork()
     work.add_prefill(prompt, 0, first=True)
-    return cost.step_cost(deployment, work).seconds
+    return cost.step_cost(deployment, work)
 
 
 def _plateau(before: FleetOutcome, after: FleetOutcome) -> bool:

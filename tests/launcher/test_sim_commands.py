@@ -133,7 +133,7 @@ def test_plan_prints_a_readable_table_with_price_overrides(
     )  # fmt: skip
     assert status == 0
     assert "$/GPU-hour: h100 $0.5, a100 $1.79" in out
-    assert "  best:    1 x h100, 1 GPUs, $0.50/hour" in out
+    assert "  best:    1 x h100, 1 GPU, $0.50/hour" in out
     assert "headroom: meets the SLOs up to" in out
     assert "total: $0.50/hour" in out
 

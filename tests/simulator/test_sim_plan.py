@@ -122,6 +122,7 @@ def test_the_json_form_is_plain_json() -> None:
     pool = document["pools"][0]
     assert pool["model"] == LLAMA_8B
     assert set(pool["best"]) >= {"gpu", "gpu_count", "workers", "cost_per_hour", "headroom"}
+    assert all(set(s) == {"gpu", "gpu_count", "estimated_workers"} for s in pool["skipped"])
     assert set(pool["best"]["summary"]) == {
         "ttft_ms_p50", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99", "e2e_ms_p50",
         "output_tokens_per_s", "requests_per_s",
