@@ -1,4 +1,5 @@
-"""Runs every benchmark in turn at its defaults (`make bench`): the core, then the gateway.
+"""Runs every benchmark in turn at its defaults (`make bench`): the core, the gateway, then
+the simulator (profile speed, planner cost) and prefix-aware dispatch on the virtual clock.
 
     python bench/run_all.py [--seconds 10]
 
@@ -19,9 +20,15 @@ def main() -> int:
     parser.add_argument("--seconds", default="10", help="length of each load")
     seconds = parser.parse_args().seconds
     failed = []
-    for script in ("bench/core_bench.py", "bench/gateway_bench.py"):
+    runs = [
+        ["bench/core_bench.py", "--seconds", seconds],
+        ["bench/gateway_bench.py", "--seconds", seconds],
+        ["bench/sim_bench.py"],  # virtual clock: no --seconds
+        ["bench/prefix_bench.py"],
+    ]
+    for script, *args in runs:
         print(f"--> {script}", flush=True)
-        if subprocess.call([sys.executable, script, "--seconds", seconds], cwd=ROOT) != 0:
+        if subprocess.call([sys.executable, script, *args], cwd=ROOT) != 0:
             failed.append(script)
     if failed:
         print("failed:", ", ".join(failed))
