@@ -28,7 +28,10 @@ export async function errorFrom(response) {
   }
   const error = body && typeof body.error === "object" && body.error !== null ? body.error : {};
   const message = error.message || describeStatus(response.status);
-  return new ApiError(response.status, message, error);
+  const failure = new ApiError(response.status, message, error);
+  // When a throttled request may come back (429/503 carry it), in milliseconds.
+  failure.retryAfterMs = Number(response.headers.get("retry-after-ms")) || null;
+  return failure;
 }
 
 function describeStatus(status) {

@@ -10,6 +10,7 @@ import { KeysPage } from "./views/keys.js";
 import { LoginPage } from "./views/login.js";
 import { MetricsPage } from "./views/metrics.js";
 import { OverviewPage } from "./views/overview.js";
+import { PlanPage } from "./views/plan.js";
 import { PlaygroundPage } from "./views/playground.js";
 import { QueuePage } from "./views/queue.js";
 import { WorkersPage } from "./views/workers.js";
@@ -21,6 +22,7 @@ const PAGES = [
   { path: "keys", label: "API keys", view: KeysPage },
   { path: "playground", label: "Playground", view: PlaygroundPage },
   { path: "metrics", label: "Metrics", view: MetricsPage },
+  { path: "plan", label: "Plan", view: PlanPage },
 ];
 const ACCOUNT = { path: "account", label: "Account", view: AccountPage };
 
