@@ -57,9 +57,19 @@ class PlanLengths(TypedDict):
     cv: float
 
 
+class PlanSkipped(TypedDict):
+    """A candidate never simulated: even an optimistic estimate of its fleet
+    (`estimatedWorkers` workers) costs more than the best one."""
+
+    gpu: str
+    gpuCount: int
+    estimatedWorkers: int
+
+
 class PlanPool(TypedDict):
     """One model's pool: the cheapest fleet meeting the SLOs (null: none within maxGpus),
-    the same kind one GPU or worker smaller, and every fleet considered, cheapest first."""
+    the same kind one GPU or worker smaller, every fleet simulated or ruled out by
+    memory or precision (cheapest first), and those the estimate ruled out."""
 
     model: str
     ratePerSecond: float
@@ -68,6 +78,7 @@ class PlanPool(TypedDict):
     best: PlanFleet | None
     smaller: PlanFleet | None
     candidates: list[PlanFleet]
+    skipped: list[PlanSkipped]
 
 
 class PlanSlo(TypedDict):
@@ -158,6 +169,14 @@ def _pool(p: dict[str, Any]) -> PlanPool:
         "best": None if p["best"] is None else _fleet(p["best"]),
         "smaller": None if p["smaller"] is None else _fleet(p["smaller"]),
         "candidates": [_fleet(c) for c in p["candidates"]],
+        "skipped": [
+            {
+                "gpu": k["gpu"],
+                "gpuCount": k["gpu_count"],
+                "estimatedWorkers": k["estimated_workers"],
+            }
+            for k in p["skipped"]
+        ],
     }
 
 

@@ -75,6 +75,20 @@ async def test_prices_and_precision_reach_the_planner(client: httpx.AsyncClient)
     assert best["costPerHour"] == pytest.approx(best["gpus"] * 1.0)
 
 
+async def test_candidates_the_estimate_ruled_out_are_listed_beside_those_simulated(
+    client: httpx.AsyncClient,
+) -> None:
+    body = with_workload(ratePerSecond=10, promptTokens={"mean": 512}, outputTokens={"mean": 128})
+    del body["gpus"], body["gpuCounts"]
+    response = await client.post("/api/plan", json=body, headers=MEMBER)
+    assert response.status_code == 200, response.text
+    pool = response.json()["pools"][0]
+    simulated = {(c["gpu"], c["gpuCount"]) for c in pool["candidates"]}
+    skipped = {(k["gpu"], k["gpuCount"]) for k in pool["skipped"]}
+    assert skipped and not simulated & skipped
+    assert all(k["estimatedWorkers"] >= 1 for k in pool["skipped"])
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [

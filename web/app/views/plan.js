@@ -151,6 +151,7 @@ function PlanForm({ catalog, busy, invalid, onSubmit }) {
 
 function Verdict({ fleet }) {
   if (fleet.meetsSlo) return html`<${Badge} tone="ok">meets SLO<//>`;
+  if (!fleet.breaksOn) return html`<${Badge} tone="error">misses the SLOs<//>`;
   return html`<${Badge} tone="error">breaks on ${BREAKS[fleet.breaksOn] || fleet.breaksOn}<//>`;
 }
 
@@ -199,6 +200,22 @@ function FleetTable({ fleets, catalog, labelled, testid }) {
   `;
 }
 
+/** Candidates the planner never simulated: an optimistic estimate already costs more. */
+function Skipped({ skipped, catalog }) {
+  return html`
+    <div class="plan-skipped" data-testid="plan-skipped">
+      <p class="muted small">Not simulated: even an optimistic estimate of these costs more than the cheapest fleet.</p>
+      <ul>
+        ${skipped.map(
+          (k) => html`<li key=${`${k.gpu}-${k.gpuCount}`} class="chip">
+            ${shortGpu(catalog, k.gpu)} × ${k.gpuCount} · ≥${plural(k.estimatedWorkers, "worker")}
+          </li>`,
+        )}
+      </ul>
+    </div>
+  `;
+}
+
 function PoolResult({ pool, catalog, slo }) {
   const { best, smaller } = pool;
   const rows = [];
@@ -223,9 +240,13 @@ function PoolResult({ pool, catalog, slo }) {
       ${rows.length > 0 && html`<${FleetTable} fleets=${rows} catalog=${catalog} labelled testid="plan-result" />`}
       ${best && !smaller && html`<p class="muted small">No smaller fleet of this kind to compare: it is the least.</p>`}
       <details class="plan-candidates">
-        <summary>${plural(pool.candidates.length, "candidate")} considered, cheapest first</summary>
+        <summary>
+          ${plural(pool.candidates.length + pool.skipped.length, "candidate")} considered:
+          ${" "}${integer(pool.candidates.length)} simulated, cheapest first
+        </summary>
         <${FleetTable} fleets=${pool.candidates.map((c, i) => [c, "", `plan-candidate-${i}`])} catalog=${catalog}
           testid="plan-candidates" />
+        ${pool.skipped.length > 0 && html`<${Skipped} skipped=${pool.skipped} catalog=${catalog} />`}
       </details>
     <//>
   `;
