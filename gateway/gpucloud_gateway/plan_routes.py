@@ -228,19 +228,21 @@ PLAN = Body(
 )  # fmt: skip
 
 
-def _workload(body: dict[str, Any], i: int) -> ModelWorkload:
-    def lengths(name: str, default: int) -> Lengths:
-        given = body[name] or {}
-        return Lengths(given.get("mean") or default, given.get("cv") or 0.0)
+def _given(values: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """The members present, under the library's names; absent ones keep its defaults."""
+    return {ours: values[theirs] for theirs, ours in names.items() if values[theirs] is not None}
 
+
+def _workload(body: dict[str, Any], i: int) -> ModelWorkload:
+    sizes = {"prompt_tokens": body["promptTokens"], "output_tokens": body["outputTokens"]}
     try:
-        return ModelWorkload(
-            body["model"],
-            body["ratePerSecond"],
-            lengths("promptTokens", 512),
-            lengths("outputTokens", 128),
-        )
-    except ValueError as err:
+        lengths: dict[str, Any] = {
+            name: Lengths(**_given(value, {"mean": "mean", "cv": "cv"}))
+            for name, value in sizes.items()
+            if value is not None
+        }
+        return ModelWorkload(body["model"], body["ratePerSecond"], **lengths)
+    except ValueError as err:  # the checks left to the library: the model must be known
         raise invalid(str(err), f"workloads[{i}].model", "invalid_value") from None
 
 
@@ -248,19 +250,16 @@ def plan_request(raw: bytes) -> PlanRequest:
     """The PlanRequest of a JSON body; a 400 naming the field otherwise."""
     body = PLAN.parse(raw)
     workloads = tuple(_workload(w, i) for i, w in enumerate(body["workloads"]))
-    slo = body["slo"] or {}
-    options: dict[str, Any] = {}
+    slo = Slo(**_given(body["slo"] or {"ttftP99Ms": None, "tpotP99Ms": None}, _SLO_NAMES))
+    options = _given(body, {"precision": "precision", "maxGpus": "max_gpus"})
     if body["gpuCounts"]:
         options["gpu_counts"] = tuple(body["gpuCounts"])
-    if body["maxGpus"] is not None:
-        options["max_gpus"] = body["maxGpus"]
     try:
         return PlanRequest(
             workloads,
-            Slo(slo.get("ttftP99Ms") or 500.0, slo.get("tpotP99Ms") or 50.0),
+            slo,
             prices={**DEFAULT_PRICES, **(body["prices"] or {})},
             gpus=tuple(body["gpus"]),
-            precision=body["precision"] or "bf16",
             **options,
         )
     except ValueError as err:
@@ -270,6 +269,7 @@ def plan_request(raw: bytes) -> PlanRequest:
         raise invalid(message, param, "invalid_value") from None
 
 
+_SLO_NAMES = {"ttftP99Ms": "ttft_p99_ms", "tpotP99Ms": "tpot_p99_ms"}
 _PARAMS = (("price", "prices"), ("precision", "precision"), ("GPU count", "gpuCounts"))
 
 
@@ -301,6 +301,10 @@ class PlanGate:
         self._tasks.add(task)
         task.add_done_callback(self._finished)
         return await asyncio.shield(task)
+
+    async def drain(self) -> None:
+        """Until every plan started has ended, its client gone or not."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _finished(self, task: asyncio.Task[PlanResult]) -> None:
         self._tasks.discard(task)

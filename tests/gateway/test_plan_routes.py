@@ -171,8 +171,8 @@ async def test_the_plan_runs_off_the_event_loop_and_holds_its_slot_until_the_thr
     gate = gate_of(app)
     assert gate.running == 1
     finish.set()
-    while gate.running:
-        await asyncio.sleep(0.01)
+    await gate.drain()
+    assert gate.running == 0
     assert (await client.post("/api/plan", json=SMALL, headers=MEMBER)).status_code == 200
 
 
