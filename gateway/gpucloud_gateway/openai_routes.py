@@ -74,8 +74,9 @@ def forwarded_headers(
 
 
 async def with_admission_headers(error: ApiError, call: Any, info: RequestInfo) -> ApiError:
-    """`error` plus the x-ratelimit-* headers the core sent when it admitted the request:
-    they come in initial metadata, which a failure's trailers do not repeat."""
+    """`error` plus the x-ratelimit-* headers from the core's initial metadata. A core
+    refusal repeats them in its trailers, so `error` has them already: grpc.aio may report
+    the initial metadata of a call that fails at once as empty."""
     admitted = forwarded_headers(await call.initial_metadata(), info)
     error.headers = {**admitted, **error.headers}
     return error

@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import openai
 import pytest
 from up_process import ADMIN_EMAIL, ADMIN_PASSWORD, RunningCloud, running_cloud
 
+from gpucloud.v1 import chat_pb2, scheduler_pb2, scheduler_pb2_grpc
 from gpucloud_gateway.client import Client, GpucloudError
 
 pytestmark = pytest.mark.slow
@@ -157,10 +159,39 @@ def test_every_answer_to_a_known_key_tells_its_limits(cloud: RunningCloud, admin
         ]
     assert [a.status_code for a in answers] == [200, 404, 403, 200]
     for answer in answers:
-        assert answer.headers["x-ratelimit-limit-requests"] == "60", answer.url
+        limit = answer.headers.get("x-ratelimit-limit-requests")
+        assert limit == "60", (answer.request.url, answer.status_code, answer.headers)
     # Only the completion counted: the model list and the refusal took nothing.
     remaining = [int(a.headers["x-ratelimit-remaining-requests"]) for a in answers]
     assert remaining == [60, 60, 60, 59]
+
+
+def test_a_core_refusal_repeats_the_limits_in_its_trailers(
+    cloud: RunningCloud, admin: Client
+) -> None:
+    """The limits go out as initial metadata, but a grpc.aio client reports the initial
+    metadata of a call that fails at once as empty (a few calls in a hundred, across
+    processes), so the gateway takes them from the refusal's trailers."""
+    secret = admin.create_key("trailers", use=False, allowedModels=[LLAMA])["secret"]
+    request = scheduler_pb2.CreateChatCompletionRequest(
+        model="Qwen/Qwen2.5-7B-Instruct",
+        messages=[chat_pb2.ChatMessage(role="user", content="Say hello.")],
+        sampling=chat_pb2.SamplingParams(max_tokens=4),
+        collect=True,
+    )
+    with grpc.insecure_channel(cloud.grpc_address) as channel:
+        call = scheduler_pb2_grpc.SchedulerServiceStub(channel).CreateChatCompletion(
+            request, metadata=(("authorization", f"Bearer {secret}"),)
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            list(call)
+    refusal = caught.value
+    assert isinstance(refusal, grpc.Call)
+    assert refusal.code() == grpc.StatusCode.PERMISSION_DENIED
+    trailing = dict(refusal.trailing_metadata() or ())
+    assert trailing["x-error-code"] == "model_not_allowed"
+    assert trailing["x-ratelimit-limit-requests"] == "60"
+    assert trailing["x-ratelimit-remaining-requests"] == "60"
 
 
 def test_revocation_is_effective_at_once(cloud: RunningCloud, admin: Client) -> None:
@@ -196,7 +227,13 @@ def _active_tasks(admin: Client) -> int:
     return sum(w["activeTasks"] for w in admin.workers())
 
 
-def test_disconnect_frees_the_worker_slot_within_3s(cloud: RunningCloud, admin: Client) -> None:
+def _tasks_completed(admin: Client) -> int:
+    return sum(w["tasksCompleted"] for w in admin.workers())
+
+
+def test_disconnect_frees_the_worker_slot(cloud: RunningCloud, admin: Client) -> None:
+    """The slot comes back because the call was cancelled, not because the 4000 tokens
+    ran out: no task completes meanwhile. The deadline only bounds a hung test."""
     body = {"model": LLAMA, "messages": HELLO, "max_tokens": 4000, "stream": True}
     headers = {"authorization": f"Bearer {admin.api_key}"}
     with httpx.Client(base_url=cloud.base_url, timeout=10) as http:
@@ -208,11 +245,13 @@ def test_disconnect_frees_the_worker_slot_within_3s(cloud: RunningCloud, admin: 
         while '"content":"' not in (line := next(lines)) or '"content":""' in line:
             pass
         assert _active_tasks(admin) == 1
+        completed = _tasks_completed(admin)
         response.close()
-        left = time.monotonic()
-        while _active_tasks(admin) and time.monotonic() - left < 3.0:
+        deadline = time.monotonic() + 60
+        while _active_tasks(admin):
+            assert time.monotonic() < deadline, "a minute on, the slot is still busy"
             time.sleep(0.05)
-    assert _active_tasks(admin) == 0
+    assert _tasks_completed(admin) == completed, "the task ran to its end: not cancelled"
     del lines
 
 
@@ -250,17 +289,23 @@ def test_operations_endpoints(cloud: RunningCloud) -> None:
         assert http.get("/").status_code == 200
 
 
-def test_sdk_retry_honours_retry_after(tmp_path: Path) -> None:
-    # A cloud whose queue holds nothing answers every completion 429 with retry-after-ms=1000.
+def test_sdk_retry_honours_retry_after(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cloud whose queue holds nothing answers every completion 429 with retry-after-ms.
     with running_cloud(tmp_path, "--queue-capacity", "0", "--workers", "1") as full:
         with Client(full.base_url) as client:
             client.login(ADMIN_EMAIL, ADMIN_PASSWORD)
             secret = client.create_key("retry")["secret"]
         sdk = openai.OpenAI(base_url=full.openai_url, api_key=secret, max_retries=2)
-        started = time.monotonic()
-        with pytest.raises(openai.RateLimitError):
-            sdk.chat.completions.create(model=LLAMA, messages=HELLO)
-        elapsed = time.monotonic() - started
+        waits: list[float] = []
+        with monkeypatch.context() as patch:
+            # The SDK's retry loop waits with time.sleep (openai._base_client): record
+            # what it asks for instead of waiting.
+            patch.setattr(time, "sleep", waits.append)
+            with pytest.raises(openai.RateLimitError) as caught:
+                sdk.chat.completions.create(model=LLAMA, messages=HELLO)
         metrics = httpx.get(f"{full.base_url}/metrics").text
-    assert 2.0 <= elapsed < 4.0  # two waits of exactly retry-after-ms, not exponential backoff
+    retry_after_ms = int(caught.value.response.headers["retry-after-ms"])
+    assert retry_after_ms > 0
+    # Two waits of exactly retry-after-ms, not the SDK's exponential backoff with jitter.
+    assert waits == [retry_after_ms / 1000] * 2
     assert 'gpucloud_requests_total{model="",status="429",stream="false"} 3.0' in metrics

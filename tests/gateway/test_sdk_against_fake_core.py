@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
+import anyio
 import openai
 import pytest
 from gateway_fakes import GOOD_KEY, MODEL, FakeCore
@@ -72,12 +71,21 @@ async def test_sdk_stream_raises_on_a_mid_stream_failure(live_url: str) -> None:
 
 
 async def test_sdk_retry_waits_as_long_as_retry_after_ms_says(
-    live_url: str, fake_core: FakeCore
+    live_url: str, fake_core: FakeCore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    waits: list[float] = []
+
+    async def no_wait(delay: float) -> None:
+        waits.append(delay)
+
     async with sdk(live_url, retries=2) as client:
-        started = time.monotonic()
-        with pytest.raises(openai.InternalServerError):
-            await client.chat.completions.create(model="no-capacity", messages=HELLO)  # type: ignore[arg-type]
-        elapsed = time.monotonic() - started
+        with monkeypatch.context() as patch:
+            # The async SDK's retry loop waits with anyio.sleep (openai._base_client):
+            # record what it asks for instead of waiting.
+            patch.setattr(anyio, "sleep", no_wait)
+            with pytest.raises(openai.InternalServerError) as caught:
+                await client.chat.completions.create(model="no-capacity", messages=HELLO)  # type: ignore[arg-type]
     assert len(fake_core.seen.requests) == 3
-    assert 0.5 <= elapsed < 2.0  # two waits of retry-after-ms=250, not exponential backoff
+    assert caught.value.response.headers["retry-after-ms"] == "250"
+    # retry-after-ms (0.25 s), not retry-after (1 s) nor exponential backoff with jitter.
+    assert waits == [0.25, 0.25]

@@ -82,9 +82,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         try:
             validation.check_chat_request(request)
             key.check_model(request.model)
-        except GpucloudError:
+        except GpucloudError as error:
             # Refused before admission: it counts nothing, but still tells the limits.
-            await self._send_headers(context, rid, key, await self._limiter.peek(key))
+            limits = await self._limiter.peek(key)
+            await self._send_headers(context, rid, key, limits)
+            _repeat_limits(error, limits)
             raise
         decision = await self._limiter.admit(key)
         await self._send_headers(context, rid, key, decision)
@@ -95,15 +97,19 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         spec = TaskSpec(
             request.model, priority, key, rid, (request.messages, request.sampling), prefix
         )
-        task = self._scheduler.submit(spec)
         try:
-            if request.collect:
-                yield await _collect(task)
-                return
-            async for event in self._follow(task):
-                yield event
-        finally:
-            self._scheduler.cancel(task)
+            task = self._scheduler.submit(spec)
+            try:
+                if request.collect:
+                    yield await _collect(task)
+                    return
+                async for event in self._follow(task):
+                    yield event
+            finally:
+                self._scheduler.cancel(task)
+        except GpucloudError as error:
+            _repeat_limits(error, decision)
+            raise
 
     @staticmethod
     async def _send_headers(
@@ -267,6 +273,13 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             )
         elif kind == "drain":
             s.drain(worker)
+
+
+def _repeat_limits(error: GpucloudError, limits: LimitDecision) -> None:
+    """Adds the limits already sent as initial metadata to `error`'s trailing metadata:
+    grpc.aio clients lose initial metadata that arrives together with a failed status
+    (their call reports it empty), so a refusal must repeat what it told."""
+    error.headers = {**limits.headers(), **error.headers}
 
 
 async def _collect(task: Task) -> scheduler_pb2.CreateChatCompletionResponse:
