@@ -1,18 +1,25 @@
 """POST /api/plan and GET /api/plan/catalog: the capacity planner (gpucloud_sim.plan) over HTTP.
 
 A plan is pure CPU work (bounded by the library to a few seconds), so it runs in a
-worker thread while the event loop serves everyone else, and at most `PLAN_SLOTS`
-run at once per gateway process: more are refused with 429 and Retry-After rather
-than queued behind each other. The caller's JWT is checked by the core (GetMe)
-before any work; members and admins alike may plan.
+process of its own (`gpucloud_sim.plan_worker`, killed at PLAN_DEADLINE_S) while the
+event loop serves everyone else, and at most `PLAN_SLOTS` run at once per gateway
+process: more are refused with 429 and Retry-After rather than queued behind each other.
+The caller's JWT is checked by the core (GetMe) before any work; members and admins
+alike may plan.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
+import pickle
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -28,14 +35,47 @@ from gpucloud_gateway.validation import decimal, type_error
 from gpucloud_sim.cost import PRECISIONS
 from gpucloud_sim.gpus import GPUS
 from gpucloud_sim.models import MODELS
-from gpucloud_sim.plan import Lengths, ModelWorkload, PlanRequest, PlanResult, Slo, plan
+from gpucloud_sim.plan import Lengths, ModelWorkload, PlanRequest, Slo
 from gpucloud_sim.plan_json import MAX_WORKLOADS
 from gpucloud_sim.plan_request import DEFAULT_PRICES, MAX_GPUS_LIMIT
+
+log = logging.getLogger("gpucloud.gateway.plan")
 
 # Plans running at once per gateway process; each holds a CPU for up to a few seconds.
 PLAN_SLOTS = 1
 # A plan takes about a second or two: when to come back after a 429.
 RETRY_AFTER_MS = 2000
+# A plan the library bounds to seconds; past this its process is killed and the caller
+# gets a 503 rather than a gateway busy for longer.
+PLAN_DEADLINE_S = 60.0
+
+PlanRunner = Callable[[PlanRequest], Awaitable[dict[str, Any]]]
+
+
+async def plan_in_process(request: PlanRequest) -> dict[str, Any]:
+    """The plan's JSON, computed by `gpucloud_sim.plan_worker` in a child process."""
+    # Prices may be a read-only mapping proxy, which does not pickle.
+    payload = pickle.dumps(dataclasses.replace(request, prices=dict(request.prices)))
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gpucloud_sim.plan_worker",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(child.communicate(payload), PLAN_DEADLINE_S)
+    except TimeoutError:
+        raise ApiError(503, "The capacity plan took too long; ask for less.") from None
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    if child.returncode != 0:
+        log.error("the plan process failed", extra={"stderr": err.decode(errors="replace")[-2000:]})
+        raise ApiError(500, "The capacity planner failed.")
+    document: dict[str, Any] = orjson.loads(out)
+    return document
+
+
 # The rate the dashboard's form starts at, requests/s: a plan with a smaller fleet to show (~0.5 s).
 DEFAULT_RATE = 10.0
 _LONGEST = max(m.max_context for m in MODELS)
@@ -277,10 +317,11 @@ class PlanGate:
     """At most `slots` plans at once. A slot is held until its thread ends, even when the
     client left first: a thread cannot be cancelled, so the bound would leak otherwise."""
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, runner: PlanRunner = plan_in_process) -> None:
         self.slots = slots
+        self.runner = runner
         self.running = 0
-        self._tasks: set[asyncio.Task[PlanResult]] = set()
+        self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
 
     def acquire(self) -> None:
         if self.running >= self.slots:
@@ -295,9 +336,9 @@ class PlanGate:
     def release(self) -> None:
         self.running -= 1
 
-    async def run(self, request: PlanRequest) -> PlanResult:
+    async def run(self, request: PlanRequest) -> dict[str, Any]:
         self.acquire()
-        task = asyncio.ensure_future(asyncio.to_thread(plan, request))
+        task = asyncio.ensure_future(self.runner(request))
         self._tasks.add(task)
         task.add_done_callback(self._finished)
         return await asyncio.shield(task)
@@ -306,7 +347,7 @@ class PlanGate:
         """Until every plan started has ended, its client gone or not."""
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _finished(self, task: asyncio.Task[PlanResult]) -> None:
+    def _finished(self, task: asyncio.Task[dict[str, Any]]) -> None:
         self._tasks.discard(task)
         self.release()
         if not task.cancelled():
@@ -360,7 +401,7 @@ class PlanRoutes:
         wanted = plan_request(await request.body())
         request_info(request).model = ",".join(w.model for w in wanted.workloads)
         result = await self.gate.run(wanted)
-        return json_response(pj.plan_response(result.to_json()))
+        return json_response(pj.plan_response(result))
 
     async def catalog(self, request: Request) -> Response:
         await self._signed_in(request)

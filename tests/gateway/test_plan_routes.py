@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from gpucloud_gateway import plan_routes
 from gpucloud_gateway.plan_routes import PlanGate
-from gpucloud_sim.plan import PlanRequest, PlanResult, plan
+from gpucloud_sim.plan import PlanRequest, plan
 
 MEMBER = {"authorization": f"Bearer {MEMBER_JWT}"}
 ADMIN = {"authorization": f"Bearer {ADMIN_JWT}"}
@@ -147,17 +147,17 @@ async def test_a_plan_while_one_runs_is_429_with_retry_after(
     assert again.status_code == 200
 
 
-async def test_the_plan_runs_off_the_event_loop_and_holds_its_slot_until_the_thread_ends(
-    app: Starlette, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+async def test_the_plan_runs_off_the_event_loop_and_holds_its_slot_until_it_ends(
+    app: Starlette, client: httpx.AsyncClient
 ) -> None:
     started, finish = threading.Event(), threading.Event()
 
-    def slow_plan(request: PlanRequest) -> PlanResult:
+    async def slow_plan(request: PlanRequest) -> dict[str, Any]:
         started.set()
-        finish.wait(30)
-        return plan(request)
+        await asyncio.to_thread(finish.wait, 30)
+        return plan(request).to_json()
 
-    monkeypatch.setattr(plan_routes, "plan", slow_plan)
+    gate_of(app).runner = slow_plan
     first = asyncio.create_task(client.post("/api/plan", json=SMALL, headers=MEMBER))
     await asyncio.to_thread(started.wait, 30)
     # The loop still answers while the planner's thread is busy...
@@ -207,3 +207,15 @@ async def test_both_routes_are_documented_with_their_shapes(client: httpx.AsyncC
     assert {"gpu", "gpuCount", "workers", "costPerHour", "headroom", "breaksOn"} <= set(fleet)
     catalog = doc["paths"]["/api/plan/catalog"]["get"]["responses"]["200"]
     assert catalog["content"]["application/json"]["schema"]["$ref"].endswith("/PlanCatalog")
+
+
+async def test_a_plan_runs_in_a_process_of_its_own_killed_at_its_deadline(
+    app: Starlette, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert gate_of(app).runner is plan_routes.plan_in_process
+    # No child process starts, plans and answers within a microsecond.
+    monkeypatch.setattr(plan_routes, "PLAN_DEADLINE_S", 1e-6)
+    response = await client.post("/api/plan", json=SMALL, headers=MEMBER)
+    assert response.status_code == 503
+    assert "took too long" in response.json()["error"]["message"]
+    assert gate_of(app).running == 0
