@@ -37,7 +37,9 @@ async def test_sqlite_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    # -9; or 255 when asyncio's child watcher lost the race to reap it ("unknown child").
+    # Never 0: the writer loops until killed.
+    assert proc.returncode in (-signal.SIGKILL, 255)
 
     db = open_database(CoreSettings(data_dir=tmp_path))
     try:
