@@ -128,6 +128,16 @@ PCIE_ALL_REDUCE_LATENCY_S = 25e-6
 # Throughput is the DENSE figure: datasheets print the 2:4-sparsity figure, which
 # is twice the dense one; we halve it where the datasheet gives only the sparse one.
 # Idle power is a typical nvidia-smi reading, not a datasheet figure.
+# The GDDR cards share one fit (their prefill takes the A100's figure: no published
+# prefill measurement for them was at hand).
+_GDDR_CALIBRATION = Calibration(
+    GDDR_DECODE_BANDWIDTH_EFFICIENCY,
+    PREFILL_COMPUTE_EFFICIENCY,
+    PREFILL_OVERHEAD_S,
+    STEP_OVERHEAD_S,
+    _GDDR_SOURCE,
+)
+
 GPUS: dict[str, GpuModel] = {
     "a100": GpuModel(
         key="a100",
@@ -195,13 +205,7 @@ GPUS: dict[str, GpuModel] = {
         # nvidia.com RTX 4090 specifications: Total Graphics Power (W) 450.
         tdp_watts=450.0,
         idle_watts=25.0,
-        calibration=Calibration(
-            GDDR_DECODE_BANDWIDTH_EFFICIENCY,
-            PREFILL_COMPUTE_EFFICIENCY,
-            PREFILL_OVERHEAD_S,
-            STEP_OVERHEAD_S,
-            _GDDR_SOURCE,
-        ),
+        calibration=_GDDR_CALIBRATION,
         # No NVLink on the RTX 4090: PCIe 4.0 x16, 64 GB/s both directions together.
         link=Interconnect("PCIe 4.0 x16", 32e9, PCIE_ALL_REDUCE_LATENCY_S),
         # Ada whitepaper, Appendix A: Peak FP8 Tensor TFLOPS with FP32 Accumulate
@@ -223,13 +227,7 @@ GPUS: dict[str, GpuModel] = {
         # Same datasheet: Max Power Consumption 300 W.
         tdp_watts=300.0,
         idle_watts=22.0,
-        calibration=Calibration(
-            GDDR_DECODE_BANDWIDTH_EFFICIENCY,
-            PREFILL_COMPUTE_EFFICIENCY,
-            PREFILL_OVERHEAD_S,
-            STEP_OVERHEAD_S,
-            _GDDR_SOURCE,
-        ),
+        calibration=_GDDR_CALIBRATION,
         # Same datasheet: NVIDIA NVLink, 112.5 GB/s (bidirectional), two cards per bridge.
         link=Interconnect("NVLink bridge", 56.25e9, NVLINK_ALL_REDUCE_LATENCY_S),
         # No FP8 tensor cores on Ampere.
