@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from waiting import until
 
 from gpucloud.v1 import (
     chat_pb2,
@@ -258,15 +259,6 @@ def relayed_tokens(cluster: Cluster) -> int:
     """Tokens the core has received for the tasks running now."""
     workers = cluster.core.scheduler.registry
     return sum(task.relayed_tokens for worker in workers for task in worker.active.values())
-
-
-async def until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    """Waits for a condition the test cannot await directly (state in another task)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 async def collect(

@@ -20,9 +20,9 @@ from identity_helpers import (
     ManualClock,
     make_settings,
     new_member,
-    until,
 )
 from redis.asyncio import Redis
+from waiting import until
 
 from gpucloud_server.config import CoreSettings
 from gpucloud_server.errors import Unauthenticated
