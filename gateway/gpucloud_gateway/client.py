@@ -54,6 +54,11 @@ def _raise_for(response: httpx.Response, body: bytes) -> None:
     raise GpucloudError(response.status_code, error, response.headers.get("x-request-id"))
 
 
+def _result(call: Call[R], response: httpx.Response) -> R:
+    _raise_for(response, response.content)
+    return call.result(orjson.loads(response.content))
+
+
 _DONE: Json = {}
 
 
@@ -130,6 +135,16 @@ class _Endpoints(ABC):
     @abstractmethod
     def _execute(self, call: Call[Any]) -> Any:
         """Sends `call` and returns its result (`Client`) or an awaitable of it."""
+
+    def _request(self, call: Call[Any]) -> dict[str, Any]:
+        """The arguments of httpx's `request` for `call`, the same for both clients."""
+        return {
+            "method": call.method,
+            "url": call.path,
+            "content": None if call.body is None else orjson.dumps(call.body),
+            "params": call.params,
+            "headers": self._headers(call.auth),
+        }
 
     def _headers(self, auth: Auth) -> dict[str, str]:
         secret = {"jwt": self.token, "key": self.api_key, "none": None}[auth]
@@ -247,16 +262,7 @@ class Client(_Endpoints):
 
     def _execute(self, call: Call[R]) -> R:
         call = self._ready(call)
-        content = None if call.body is None else orjson.dumps(call.body)
-        response = self._http.request(
-            call.method,
-            call.path,
-            content=content,
-            params=call.params,
-            headers=self._headers(call.auth),
-        )
-        _raise_for(response, response.content)
-        return call.result(orjson.loads(response.content))
+        return _result(call, self._http.request(**self._request(call)))
 
     def stream(
         self, messages: list[Json], model: str | None = None, **params: Any
@@ -310,16 +316,7 @@ class AsyncClient(_Endpoints):
 
     async def _execute(self, call: Call[R]) -> R:
         call = await self._ready(call)
-        content = None if call.body is None else orjson.dumps(call.body)
-        response = await self._http.request(
-            call.method,
-            call.path,
-            content=content,
-            params=call.params,
-            headers=self._headers(call.auth),
-        )
-        _raise_for(response, response.content)
-        return call.result(orjson.loads(response.content))
+        return _result(call, await self._http.request(**self._request(call)))
 
     async def stream(
         self, messages: list[Json], model: str | None = None, **params: Any
