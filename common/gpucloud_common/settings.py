@@ -6,7 +6,8 @@ A settings class is a frozen dataclass whose fields declare their own sources:
 
 `add_arguments` puts the flags (and, in the epilog, the variables without a flag)
 on a parser; `load` builds the object. Both take the same `only`/`exclude`, so a
-command that leaves an option out neither offers nor reads it.
+command that leaves an option out neither offers nor reads it. `to_argv` writes an
+object back as flags, for a child process started with the same settings.
 """
 
 from __future__ import annotations
@@ -130,6 +131,25 @@ def load(
             except ValueError as err:
                 raise SettingsError(f"{spec.env}: {err}") from None
     return settings(**values)
+
+
+def to_argv(settings: object, *, exclude: Collection[str] = ()) -> list[str]:
+    """The flags that give a child process `settings`' values: every option with a flag,
+    except an unset (None) value and a switch that is off. Options without a flag
+    travel in the child's environment."""
+    argv: list[str] = []
+    for field, spec in _options(type(settings), None, exclude):
+        value = getattr(settings, field.name)
+        if spec.flag is None or value is None or value is False:
+            continue
+        if spec.switch:
+            argv.append(spec.flag)
+        elif isinstance(value, tuple):
+            if value:
+                argv += [spec.flag, ",".join(str(v) for v in value)]
+        else:
+            argv += [spec.flag, str(value)]
+    return argv
 
 
 def _options(

@@ -27,7 +27,7 @@ import httpx
 
 from gpucloud_common.logs import setup_logging
 from gpucloud_common.loop import run
-from gpucloud_common.settings import add_arguments, load, new_parser, option
+from gpucloud_common.settings import add_arguments, load, new_parser, option, to_argv
 from gpucloud_common.signals import run_until_signalled
 from gpucloud_gateway.config import GatewaySettings
 from gpucloud_gateway.main import GRACEFUL_SHUTDOWN_S
@@ -165,18 +165,8 @@ def _without_tls(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _gateway_command(g: GatewaySettings) -> list[str]:
-    command = [
-        sys.executable, "-m", "gpucloud_gateway.main",
-        "--http-host", g.http_host, "--http-port", str(g.http_port),
-        "--core", g.core_address, "--max-body-bytes", str(g.max_body_bytes),
-        "--keepalive-s", str(g.keepalive_s),
-        "--log-level", g.log_level, "--log-format", g.log_format, "--exit-with-parent",
-    ]  # fmt: skip
-    if g.web_dir is not None:
-        command += ["--web-dir", str(g.web_dir)]
-    if g.cors_allowed_origins:
-        command += ["--cors-allowed-origins", ",".join(g.cors_allowed_origins)]
-    return command
+    """The gateway child's command line: its settings as flags (the rest is in its env)."""
+    return [sys.executable, "-m", "gpucloud_gateway.main", *to_argv(g)]
 
 
 def _free_port(host: str) -> int:
@@ -210,7 +200,10 @@ class Cloud:
         # The gateway reads the cluster (/readyz, /metrics) with a read-only ops token.
         ops_token = core.ops_token or secrets.token_urlsafe(32)
         self.gateway_settings = dataclasses.replace(
-            self.settings.gateway, core_address=core_address, ops_token=ops_token
+            self.settings.gateway,
+            core_address=core_address,
+            ops_token=ops_token,
+            exit_with_parent=True,  # the gateway never outlives `up`
         )
         self.gateway = await asyncio.create_subprocess_exec(
             *_gateway_command(self.gateway_settings),

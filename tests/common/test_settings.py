@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from gpucloud_common.settings import SettingsError, add_arguments, load, new_parser, option
+from gpucloud_common.settings import (
+    SettingsError,
+    add_arguments,
+    load,
+    new_parser,
+    option,
+    to_argv,
+)
+from gpucloud_gateway import config as gateway_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +150,21 @@ def test_a_left_out_option_is_neither_offered_nor_read() -> None:
 def test_naming_an_option_that_does_not_exist_is_a_programming_error() -> None:
     with pytest.raises(TypeError, match="no option colour"):
         parser(exclude=("colour",))
+
+
+def test_to_argv_gives_a_child_the_same_gateway_settings() -> None:
+    settings = gateway_config.parse(
+        ["--http-port", "4000", "--core-tls", "--cors-allowed-origins", "https://a.example,*"],
+        {"GPUCLOUD_WEB_DIR": "/srv/web", "GPUCLOUD_OPS_TOKEN": "from-env-only"},
+    )
+    argv = to_argv(settings)
+    assert "GPUCLOUD_OPS_TOKEN" not in " ".join(argv) and "from-env-only" not in argv
+    # The child rebuilds every flagged value from the flags alone; env-only ones from env.
+    assert gateway_config.parse(argv, {"GPUCLOUD_OPS_TOKEN": "from-env-only"}) == settings
+
+
+def test_to_argv_leaves_out_unset_values_and_switches_that_are_off() -> None:
+    argv = to_argv(gateway_config.GatewaySettings())
+    assert "--core-tls" not in argv and "--web-dir" not in argv
+    assert "--cors-allowed-origins" not in argv and "--exit-with-parent" not in argv
+    assert argv[argv.index("--http-port") + 1] == "3000"
