@@ -21,16 +21,15 @@ from starlette.routing import BaseRoute
 
 from gpucloud.v1 import auth_pb2, auth_pb2_grpc, monitor_pb2, monitor_pb2_grpc
 from gpucloud_gateway import management_json as js
-from gpucloud_gateway.errors import ApiError, from_grpc, sse_error_event
+from gpucloud_gateway.errors import from_grpc, sse_error_event
 from gpucloud_gateway.fields import Body, DateTime, Integer, Query, String, StringList
-from gpucloud_gateway.metadata import Metadata, core_metadata
+from gpucloud_gateway.metadata import Credential, jwt_credential, session_metadata
 from gpucloud_gateway.middleware import request_info
 from gpucloud_gateway.openapi import ApiRoute, Operation
 from gpucloud_gateway.sse import KEEPALIVE, EventStreamResponse, batches
 from gpucloud_gateway.validation import UINT32_MAX
 
 # The `authorization` metadata value of a call, and the request param it came from.
-Credential = tuple[str, str]
 Handler = Callable[[Request], Awaitable[Response]]
 Req = TypeVar("Req")
 Reply = TypeVar("Reply")
@@ -91,23 +90,6 @@ _SSE_RETRY = b"retry: 3000\n\n"
 
 def json_response(body: Mapping[str, object], status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
-
-
-def _jwt(request: Request, *, allow_query: bool = False) -> Credential:
-    """The caller's JWT as `authorization` metadata, with the param that names its source."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return f"Bearer {token.strip()}", "authorization"
-    if allow_query and (query := request.query_params.get("token")):
-        return f"Bearer {query}", "token"
-    raise ApiError(401, "Missing bearer token: log in first.", code="missing_token")
-
-
-def _metadata(request: Request, credential: Credential | None) -> Metadata:
-    if credential is None:
-        return core_metadata(request, None)
-    return core_metadata(request, credential[0], credential_param=credential[1])
 
 
 class ManagementRoutes:
@@ -219,7 +201,7 @@ class ManagementRoutes:
         message: Req,
         credential: Credential | None,
     ) -> Reply:
-        metadata = _metadata(request, credential)
+        metadata = session_metadata(request, credential)
         try:
             return await method(message, metadata=metadata, timeout=self._timeout_s)
         except grpc.aio.AioRpcError as err:
@@ -238,11 +220,13 @@ class ManagementRoutes:
         return json_response(answer)
 
     async def me(self, request: Request) -> Response:
-        reply = await self._unary(request, self._auth.GetMe, auth_pb2.GetMeRequest(), _jwt(request))
+        reply = await self._unary(
+            request, self._auth.GetMe, auth_pb2.GetMeRequest(), jwt_credential(request)
+        )
         return json_response(js.UserResponse(user=js.user(reply.user)))
 
     async def change_password(self, request: Request) -> Response:
-        token = _jwt(request)
+        token = jwt_credential(request)
         body = CHANGE_PASSWORD.parse(await request.body())
         message = auth_pb2.ChangePasswordRequest(
             current_password=body["currentPassword"], new_password=body["newPassword"]
@@ -251,7 +235,7 @@ class ManagementRoutes:
         return json_response(js.UserResponse(user=js.user(reply.user)))
 
     async def create_user(self, request: Request) -> Response:
-        token = _jwt(request)
+        token = jwt_credential(request)
         body = CREATE_USER.parse(await request.body())
         message = auth_pb2.CreateUserRequest(
             email=body["email"],
@@ -263,12 +247,12 @@ class ManagementRoutes:
 
     async def list_keys(self, request: Request) -> Response:
         reply = await self._unary(
-            request, self._auth.ListApiKeys, auth_pb2.ListApiKeysRequest(), _jwt(request)
+            request, self._auth.ListApiKeys, auth_pb2.ListApiKeysRequest(), jwt_credential(request)
         )
         return json_response(js.KeyList(keys=[js.api_key(k) for k in reply.keys]))
 
     async def create_key(self, request: Request) -> Response:
-        token = _jwt(request)
+        token = jwt_credential(request)
         reply = await self._unary(
             request, self._auth.CreateApiKey, _key_request(await request.body()), token
         )
@@ -277,23 +261,28 @@ class ManagementRoutes:
 
     async def revoke_key(self, request: Request) -> Response:
         message = auth_pb2.RevokeApiKeyRequest(id=request.path_params["key_id"])
-        reply = await self._unary(request, self._auth.RevokeApiKey, message, _jwt(request))
+        reply = await self._unary(
+            request, self._auth.RevokeApiKey, message, jwt_credential(request)
+        )
         return json_response(js.KeyResponse(key=js.api_key(reply.key)))
 
     async def workers(self, request: Request) -> Response:
         reply = await self._unary(
-            request, self._monitor.ListWorkers, monitor_pb2.ListWorkersRequest(), _jwt(request)
+            request,
+            self._monitor.ListWorkers,
+            monitor_pb2.ListWorkersRequest(),
+            jwt_credential(request),
         )
         return json_response(js.WorkerList(workers=[js.worker(w) for w in reply.workers]))
 
     async def queue(self, request: Request) -> Response:
         reply = await self._unary(
-            request, self._monitor.GetQueue, monitor_pb2.GetQueueRequest(), _jwt(request)
+            request, self._monitor.GetQueue, monitor_pb2.GetQueueRequest(), jwt_credential(request)
         )
         return json_response(js.queue(reply))
 
     async def metrics(self, request: Request) -> Response:
-        token = _jwt(request)
+        token = jwt_credential(request)
         query = METRICS_QUERY.parse(request)
         message = monitor_pb2.GetMetricsRequest(
             window_minutes=query["windowMinutes"] or 0, bucket_seconds=query["bucketSeconds"] or 0
@@ -303,8 +292,10 @@ class ManagementRoutes:
 
     async def events(self, request: Request) -> Response:
         """The live feed: `worker`, `stats` and `task_error` events from MonitorService.Watch."""
-        token = _jwt(request, allow_query=True)
-        call = self._monitor.Watch(monitor_pb2.WatchRequest(), metadata=_metadata(request, token))
+        token = jwt_credential(request, allow_query=True)
+        call = self._monitor.Watch(
+            monitor_pb2.WatchRequest(), metadata=session_metadata(request, token)
+        )
         try:
             # Auth failures end the call before any event: answer them as plain HTTP errors.
             first = await call.read()

@@ -13,10 +13,12 @@ import re
 
 from starlette.requests import Request
 
-from gpucloud_gateway.errors import invalid
+from gpucloud_gateway.errors import ApiError, invalid
 from gpucloud_gateway.middleware import request_info
 
 Metadata = tuple[tuple[str, str], ...]
+# (`Bearer <token>`, the param naming where it came from).
+Credential = tuple[str, str]
 
 # What grpc accepts in a non-binary metadata value (validate_metadata.cc): 0x20-0x7E.
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
@@ -45,3 +47,22 @@ def core_metadata(
     if authorization is not None:
         pairs.append(("authorization", _checked(authorization, credential_param)))
     return tuple(pairs)
+
+
+def jwt_credential(request: Request, *, allow_query: bool = False) -> Credential:
+    """The caller's JWT as `authorization` metadata, with the param that names its source
+    (the header, or `?token=` where allowed: EventSource cannot set headers)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return f"Bearer {token.strip()}", "authorization"
+    if allow_query and (query := request.query_params.get("token")):
+        return f"Bearer {query}", "token"
+    raise ApiError(401, "Missing bearer token: log in first.", code="missing_token")
+
+
+def session_metadata(request: Request, credential: Credential | None) -> Metadata:
+    """Metadata of a management call to the core: the request's, plus the JWT if any."""
+    if credential is None:
+        return core_metadata(request, None)
+    return core_metadata(request, credential[0], credential_param=credential[1])

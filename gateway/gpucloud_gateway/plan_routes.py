@@ -28,7 +28,8 @@ from gpucloud.v1 import auth_pb2, auth_pb2_grpc
 from gpucloud_gateway import plan_json as pj
 from gpucloud_gateway.errors import ApiError, from_grpc, invalid
 from gpucloud_gateway.fields import Body, Field, Integer, Object, Schema, String, StringList
-from gpucloud_gateway.management import _jwt, _metadata, json_response
+from gpucloud_gateway.management import json_response
+from gpucloud_gateway.metadata import jwt_credential, session_metadata
 from gpucloud_gateway.middleware import request_info
 from gpucloud_gateway.openapi import ApiRoute, Operation
 from gpucloud_gateway.validation import decimal, type_error
@@ -387,7 +388,7 @@ class PlanRoutes:
 
     async def _signed_in(self, request: Request) -> None:
         """The caller's JWT, checked by the core: GetMe is the cheapest call that does."""
-        metadata = _metadata(request, _jwt(request))
+        metadata = session_metadata(request, jwt_credential(request))
         try:
             await self._auth.GetMe(
                 auth_pb2.GetMeRequest(), metadata=metadata, timeout=self._timeout_s
