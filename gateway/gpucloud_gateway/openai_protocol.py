@@ -83,7 +83,10 @@ class Messages(Field):
             role = string(message, "role", f"{where}.role", required=True) or ""
             content = _content(message.get("content"), f"{where}.content", role)
             name = string(message, "name", f"{where}.name") or ""
-            out.append(chat_pb2.ChatMessage(role=role, content=content, name=name))
+            call_id = string(message, "tool_call_id", f"{where}.tool_call_id") or ""
+            out.append(
+                chat_pb2.ChatMessage(role=role, content=content, name=name, tool_call_id=call_id)
+            )
         return out
 
     def schema(self) -> Schema:

@@ -143,6 +143,9 @@ async def test_every_role_the_core_accepts_passes_the_gateway(
 ) -> None:
     roles = sorted(ROLES)
     messages = [{"role": role, "content": "x"} for role in roles]
+    for message in messages:
+        if message["role"] == "tool":
+            message["tool_call_id"] = "call_1"
     response = await client.post("/v1/chat/completions", headers=AUTH, json=chat(messages=messages))
     assert response.status_code == 200, response.text
     assert [m.role for m in fake_core.seen.requests[-1].messages] == roles

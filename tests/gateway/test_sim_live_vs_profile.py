@@ -22,10 +22,11 @@ import orjson
 import pytest
 from up_process import ADMIN_EMAIL, ADMIN_PASSWORD, RunningCloud, running_cloud
 
+from gpucloud_common.tokens import CHARS_PER_TOKEN
 from gpucloud_gateway.client import Client
 from gpucloud_sim import profile
 from gpucloud_worker.backend import Message
-from gpucloud_worker.sim.text import CHARS_PER_TOKEN, count_prompt_tokens
+from gpucloud_worker.sim.text import count_prompt_tokens
 
 pytestmark = [pytest.mark.slow, pytest.mark.wallclock]
 

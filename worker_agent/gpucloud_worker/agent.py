@@ -12,22 +12,21 @@ import logging
 import math
 import random
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import grpc
 
-from gpucloud.v1 import chat_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
+from gpucloud.v1 import scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 from gpucloud_common.channel import open_channel
+from gpucloud_worker import tasks
 from gpucloud_worker.backend import (
     Backend,
     BackendError,
     Chunk,
     ErrorKind,
     Finish,
-    FinishReason,
-    GenerationRequest,
     Health,
-    Message,
     WorkerDescription,
 )
 from gpucloud_worker.config import WorkerSettings
@@ -37,11 +36,6 @@ if TYPE_CHECKING:  # the async stub exists only in the generated type stubs
 
 log = logging.getLogger("gpucloud.worker")
 
-DEFAULT_MAX_TOKENS = 0  # the backend picks a natural length
-FINISH = {
-    FinishReason.STOP: chat_pb2.FINISH_REASON_STOP,
-    FinishReason.LENGTH: chat_pb2.FINISH_REASON_LENGTH,
-}
 ERROR_KINDS = {
     ErrorKind.INVALID_REQUEST: worker_pb2.TASK_ERROR_KIND_INVALID_REQUEST,
     ErrorKind.RETRYABLE: worker_pb2.TASK_ERROR_KIND_RETRYABLE,
@@ -146,6 +140,7 @@ class WorkerAgent:
                         break
                     message.chunk.text += following.chunk.text
                     message.chunk.tokens += following.chunk.tokens
+                    message.chunk.logprobs.extend(following.chunk.logprobs)
             yield message
             if held is _CLOSE:
                 return
@@ -170,7 +165,14 @@ class WorkerAgent:
                 )
                 for g in d.gpus
             ],
-            models=[worker_pb2.WorkerModel(id=m.id, owned_by=m.owned_by) for m in d.models],
+            models=[
+                worker_pb2.WorkerModel(
+                    id=m.id,
+                    owned_by=m.owned_by,
+                    capabilities=worker_pb2.ModelCapabilities(**asdict(m.capabilities)),
+                )
+                for m in d.models
+            ],
             slots=d.slots,
             speed=d.speed,
         )
@@ -212,16 +214,17 @@ class WorkerAgent:
     async def _run(self, assignment: worker_pb2.TaskAssignment) -> None:
         task_id, attempt = assignment.task_id, assignment.attempt
         try:
-            async with contextlib.aclosing(self.backend.generate(_request(assignment))) as stream:
+            if assignment.embedding_inputs:
+                embeddings = await self.backend.embed(tasks.embedding_request(assignment))
+                self._send(Outgoing(done=tasks.embedded(task_id, attempt, embeddings)))
+                return
+            request = tasks.generation_request(assignment)
+            async with contextlib.aclosing(self.backend.generate(request)) as stream:
                 async for event in stream:
                     if isinstance(event, Chunk):
-                        self._send(Outgoing(chunk=worker_pb2.TaskChunk(
-                            task_id=task_id, attempt=attempt,
-                            index=event.index, text=event.text, tokens=event.tokens,
-                            prompt_tokens=event.prompt_tokens,
-                        )))  # fmt: skip
+                        self._send(Outgoing(chunk=tasks.chunk(task_id, attempt, event)))
                     elif isinstance(event, Finish):
-                        self._send(Outgoing(done=_done(task_id, attempt, event)))
+                        self._send(Outgoing(done=tasks.done(task_id, attempt, event)))
         except BackendError as error:
             self._send(Outgoing(failed=worker_pb2.TaskFailed(
                 task_id=task_id, attempt=attempt,
@@ -255,43 +258,13 @@ _CLOSE = Outgoing()  # stands for the end of the outbox once a None was taken ea
 
 
 def _joins(chunk: worker_pb2.TaskChunk, following: Outgoing) -> bool:
-    if not following.HasField("chunk"):
+    """Whether `following` continues `chunk`'s text (tool-call pieces never join)."""
+    if not following.HasField("chunk") or chunk.tool_calls:
         return False
     nxt = following.chunk
+    if nxt.tool_calls:
+        return False
     return (nxt.task_id, nxt.attempt, nxt.index) == (chunk.task_id, chunk.attempt, chunk.index)
-
-
-def _request(a: worker_pb2.TaskAssignment) -> GenerationRequest:
-    s = a.sampling
-    return GenerationRequest(
-        task_id=a.task_id,
-        model=a.model,
-        messages=tuple(Message(m.role, m.content) for m in a.messages),
-        max_tokens=s.max_tokens or DEFAULT_MAX_TOKENS,
-        temperature=s.temperature if s.HasField("temperature") else None,
-        top_p=s.top_p if s.HasField("top_p") else None,
-        stop=tuple(s.stop),
-        seed=s.seed if s.HasField("seed") else None,
-        n=s.n or 1,
-    )
-
-
-def _done(task_id: str, attempt: int, finish: Finish) -> worker_pb2.TaskDone:
-    return worker_pb2.TaskDone(
-        task_id=task_id,
-        attempt=attempt,
-        choices=[
-            chat_pb2.ChoiceFinish(index=i, reason=FINISH[r]) for i, r in enumerate(finish.reasons)
-        ],
-        usage=chat_pb2.Usage(
-            prompt_tokens=finish.prompt_tokens,
-            completion_tokens=finish.completion_tokens,
-            total_tokens=finish.prompt_tokens + finish.completion_tokens,
-            prompt_tokens_details=chat_pb2.PromptTokensDetails(
-                cached_tokens=max(0, min(finish.cached_tokens, finish.prompt_tokens))
-            ),
-        ),
-    )
 
 
 def _heartbeat(health: Health, active: int) -> worker_pb2.Heartbeat:

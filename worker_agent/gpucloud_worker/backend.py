@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +30,30 @@ class GpuSample:
 
 
 @dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the backend can do with one model (the contract's ModelCapabilities): the
+    core admits only requests that some worker serving the model can honour."""
+
+    embeddings: bool = False  # an embedding model: `embed`, never `generate`
+    tools: bool = False
+    json_schema: bool = False  # response_format json_object and json_schema
+    logprobs: bool = False
+    max_context_tokens: int = 0  # 0: unknown
+    image_input: bool = False
+    audio_input: bool = False
+    file_input: bool = False
+    embedding_dimensions: int = 0
+    variable_dimensions: bool = False  # may return shorter vectors (Matryoshka)
+    completions: bool = False  # legacy text completions
+
+
+@dataclass(frozen=True, slots=True)
 class ModelOffer:
     """A model the backend serves."""
 
     id: str
     owned_by: str
+    capabilities: Capabilities = Capabilities()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +77,72 @@ class Health:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call an assistant made; `arguments` is JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
+    """One chat message. Content parts other than text are not here: the core admits
+    them only for models whose capabilities take them."""
+
     role: str
     content: str
+    name: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call; `parameters` is its JSON Schema ({}: none)."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    strict: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """ "none", "auto", "required", or "function" (then `function` names the tool)."""
+
+    mode: str
+    function: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """ "text", "json_object", or "json_schema" (then `schema` is the JSON Schema)."""
+
+    type: str
+    name: str = ""
+    schema: Mapping[str, Any] | None = None
+    strict: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionPrompt:
+    """A legacy text completion: each prompt gets `n` choices, choice p*n+j being prompt
+    p's jth; `echo` starts each choice with its prompt."""
+
+    prompts: tuple[str, ...]
+    echo: bool = False
+    suffix: str = ""
+
+
+NO_TOOLS = ToolChoice("none")
 
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """One task as a backend sees it."""
+    """One chat or text completion as a backend sees it: `completion` is set for a text
+    completion (then `messages` is empty). `tool_choice` is resolved: "auto" when tools
+    were given without one, "none" without tools."""
 
     task_id: str
     model: str
@@ -76,6 +153,60 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     n: int = 1
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = NO_TOOLS
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: Mapping[int, float] = field(default_factory=dict)
+    logprobs: bool = False
+    top_logprobs: int = 0
+    completion: CompletionPrompt | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRequest:
+    """Inputs to embed: text, or token ids; `dimensions` None means the model's own."""
+
+    task_id: str
+    model: str
+    inputs: tuple[str | tuple[int, ...], ...]
+    dimensions: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """One unit vector per input, in input order, and the inputs' tokens."""
+
+    vectors: tuple[tuple[float, ...], ...]
+    prompt_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call: its first piece carries `id` and `name`, later pieces of
+    the same `index` argument fragments."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One output token's log probability and the most likely alternatives there."""
+
+    token: str
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +221,15 @@ class Chunk:
     text: str
     tokens: int
     prompt_tokens: int = 0
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()  # with request.logprobs: one per token of text
 
 
 class FinishReason(Enum):
     STOP = "stop"
     LENGTH = "length"
+    TOOL_CALLS = "tool_calls"
+    CONTENT_FILTER = "content_filter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +268,8 @@ class BackendError(Exception):
 class Backend(Protocol):
     """Runs generations for a worker agent.
 
-    `generate` yields Chunks then exactly one Finish, or raises BackendError.
+    `generate` yields Chunks then exactly one Finish, or raises BackendError; `embed`
+    serves the models whose capabilities say `embeddings`.
     The agent cancels a generation by closing the iterator (aclose), which must
     stop the work on the device promptly.
     """
@@ -143,6 +279,9 @@ class Backend(Protocol):
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk | Finish, None]:
         """Runs one generation."""
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """Embeds the inputs with an embedding model, or raises BackendError."""
 
     async def health(self) -> Health:
         """Samples the GPUs and checks that the backend can serve."""

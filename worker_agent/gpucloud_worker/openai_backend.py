@@ -24,6 +24,8 @@ import orjson
 from gpucloud_worker.backend import (
     BackendError,
     Chunk,
+    EmbeddingRequest,
+    Embeddings,
     ErrorKind,
     Finish,
     FinishReason,
@@ -130,6 +132,12 @@ class OpenAIBackend:
         finally:
             self._streams -= 1
         yield stream.finish()
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """No model of this backend is an embedding model: the core sends it none."""
+        raise BackendError(
+            ErrorKind.INVALID_REQUEST, f"the model '{request.model}' is not an embedding model"
+        )
 
     async def health(self) -> Health:
         nvml = self._nvml

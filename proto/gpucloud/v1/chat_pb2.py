@@ -24,23 +24,59 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16gpucloud/v1/chat.proto\x12\x0bgpucloud.v1\":\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xa1\x01\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12\t\n\x01n\x18\x06 \x01(\rB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"\x90\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\x12?\n\x15prompt_tokens_details\x18\x04 \x01(\x0b\x32 .gpucloud.v1.PromptTokensDetails\",\n\x13PromptTokensDetails\x12\x15\n\rcached_tokens\x18\x01 \x01(\r\"H\n\x0c\x43hoiceFinish\x12\r\n\x05index\x18\x01 \x01(\r\x12)\n\x06reason\x18\x02 \x01(\x0e\x32\x19.gpucloud.v1.FinishReason*_\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16gpucloud/v1/chat.proto\x12\x0bgpucloud.v1\"\xb5\x01\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\'\n\x05parts\x18\x04 \x03(\x0b\x32\x18.gpucloud.v1.ContentPart\x12)\n\ntool_calls\x18\x05 \x03(\x0b\x32\x15.gpucloud.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x06 \x01(\t\x12\x0f\n\x07refusal\x18\x07 \x01(\t\"\xa9\x01\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12*\n\timage_url\x18\x02 \x01(\x0b\x32\x15.gpucloud.v1.ImageUrlH\x00\x12.\n\x0binput_audio\x18\x03 \x01(\x0b\x32\x17.gpucloud.v1.InputAudioH\x00\x12&\n\x04\x66ile\x18\x04 \x01(\x0b\x32\x16.gpucloud.v1.FileInputH\x00\x42\x06\n\x04part\"\'\n\x08ImageUrl\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"*\n\nInputAudio\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"A\n\tFileInput\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x11\n\tfile_data\x18\x03 \x01(\t\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"b\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\x12\x13\n\x06strict\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\t\n\x07_strict\"I\n\nToolChoice\x12)\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.gpucloud.v1.ToolChoiceMode\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\"\x97\x01\n\x0eResponseFormat\x12-\n\x04type\x18\x01 \x01(\x0e\x32\x1f.gpucloud.v1.ResponseFormatType\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bschema_json\x18\x03 \x01(\t\x12\x13\n\x06strict\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\tB\t\n\x07_strict\"\xbb\x03\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12\t\n\x01n\x18\x06 \x01(\r\x12\x1d\n\x10presence_penalty\x18\x07 \x01(\x01H\x03\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x08 \x01(\x01H\x04\x88\x01\x01\x12>\n\nlogit_bias\x18\t \x03(\x0b\x32*.gpucloud.v1.SamplingParams.LogitBiasEntry\x12\x10\n\x08logprobs\x18\n \x01(\x08\x12\x19\n\x0ctop_logprobs\x18\x0b \x01(\rH\x05\x88\x01\x01\x1a\x30\n\x0eLogitBiasEntry\x12\x0b\n\x03key\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x0f\n\r_top_logprobs\"\x90\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\x12?\n\x15prompt_tokens_details\x18\x04 \x01(\x0b\x32 .gpucloud.v1.PromptTokensDetails\",\n\x13PromptTokensDetails\x12\x15\n\rcached_tokens\x18\x01 \x01(\r\"H\n\x0c\x43hoiceFinish\x12\r\n\x05index\x18\x01 \x01(\r\x12)\n\x06reason\x18\x02 \x01(\x0e\x32\x19.gpucloud.v1.FinishReason\"K\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\"]\n\x0cTokenLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07logprob\x18\x02 \x01(\x01\x12-\n\x0ctop_logprobs\x18\x03 \x03(\x0b\x32\x17.gpucloud.v1.TopLogprob\",\n\nTopLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07logprob\x18\x02 \x01(\x01\"1\n\x0e\x45mbeddingInput\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\r\"*\n\tEmbedding\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06values\x18\x02 \x03(\x02\"A\n\x10\x43ompletionPrompt\x12\x0f\n\x07prompts\x18\x01 \x03(\t\x12\x0c\n\x04\x65\x63ho\x18\x02 \x01(\x08\x12\x0e\n\x06suffix\x18\x03 \x01(\t*\xa6\x01\n\x0eToolChoiceMode\x12 \n\x1cTOOL_CHOICE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TOOL_CHOICE_MODE_NONE\x10\x01\x12\x19\n\x15TOOL_CHOICE_MODE_AUTO\x10\x02\x12\x1d\n\x19TOOL_CHOICE_MODE_REQUIRED\x10\x03\x12\x1d\n\x19TOOL_CHOICE_MODE_FUNCTION\x10\x04*\xa5\x01\n\x12ResponseFormatType\x12$\n RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x01\x12$\n RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x02\x12$\n RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x03*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gpucloud.v1.chat_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FINISHREASON']._serialized_start=530
-  _globals['_FINISHREASON']._serialized_end=625
-  _globals['_CHATMESSAGE']._serialized_start=39
-  _globals['_CHATMESSAGE']._serialized_end=97
-  _globals['_SAMPLINGPARAMS']._serialized_start=100
-  _globals['_SAMPLINGPARAMS']._serialized_end=261
-  _globals['_USAGE']._serialized_start=264
-  _globals['_USAGE']._serialized_end=408
-  _globals['_PROMPTTOKENSDETAILS']._serialized_start=410
-  _globals['_PROMPTTOKENSDETAILS']._serialized_end=454
-  _globals['_CHOICEFINISH']._serialized_start=456
-  _globals['_CHOICEFINISH']._serialized_end=528
+  _globals['_SAMPLINGPARAMS_LOGITBIASENTRY']._loaded_options = None
+  _globals['_SAMPLINGPARAMS_LOGITBIASENTRY']._serialized_options = b'8\001'
+  _globals['_TOOLCHOICEMODE']._serialized_start=2027
+  _globals['_TOOLCHOICEMODE']._serialized_end=2193
+  _globals['_RESPONSEFORMATTYPE']._serialized_start=2196
+  _globals['_RESPONSEFORMATTYPE']._serialized_end=2361
+  _globals['_FINISHREASON']._serialized_start=2364
+  _globals['_FINISHREASON']._serialized_end=2523
+  _globals['_CHATMESSAGE']._serialized_start=40
+  _globals['_CHATMESSAGE']._serialized_end=221
+  _globals['_CONTENTPART']._serialized_start=224
+  _globals['_CONTENTPART']._serialized_end=393
+  _globals['_IMAGEURL']._serialized_start=395
+  _globals['_IMAGEURL']._serialized_end=434
+  _globals['_INPUTAUDIO']._serialized_start=436
+  _globals['_INPUTAUDIO']._serialized_end=478
+  _globals['_FILEINPUT']._serialized_start=480
+  _globals['_FILEINPUT']._serialized_end=545
+  _globals['_TOOLCALL']._serialized_start=547
+  _globals['_TOOLCALL']._serialized_end=602
+  _globals['_TOOL']._serialized_start=604
+  _globals['_TOOL']._serialized_end=702
+  _globals['_TOOLCHOICE']._serialized_start=704
+  _globals['_TOOLCHOICE']._serialized_end=777
+  _globals['_RESPONSEFORMAT']._serialized_start=780
+  _globals['_RESPONSEFORMAT']._serialized_end=931
+  _globals['_SAMPLINGPARAMS']._serialized_start=934
+  _globals['_SAMPLINGPARAMS']._serialized_end=1377
+  _globals['_SAMPLINGPARAMS_LOGITBIASENTRY']._serialized_start=1234
+  _globals['_SAMPLINGPARAMS_LOGITBIASENTRY']._serialized_end=1282
+  _globals['_USAGE']._serialized_start=1380
+  _globals['_USAGE']._serialized_end=1524
+  _globals['_PROMPTTOKENSDETAILS']._serialized_start=1526
+  _globals['_PROMPTTOKENSDETAILS']._serialized_end=1570
+  _globals['_CHOICEFINISH']._serialized_start=1572
+  _globals['_CHOICEFINISH']._serialized_end=1644
+  _globals['_TOOLCALLDELTA']._serialized_start=1646
+  _globals['_TOOLCALLDELTA']._serialized_end=1721
+  _globals['_TOKENLOGPROB']._serialized_start=1723
+  _globals['_TOKENLOGPROB']._serialized_end=1816
+  _globals['_TOPLOGPROB']._serialized_start=1818
+  _globals['_TOPLOGPROB']._serialized_end=1862
+  _globals['_EMBEDDINGINPUT']._serialized_start=1864
+  _globals['_EMBEDDINGINPUT']._serialized_end=1913
+  _globals['_EMBEDDING']._serialized_start=1915
+  _globals['_EMBEDDING']._serialized_end=1957
+  _globals['_COMPLETIONPROMPT']._serialized_start=1959
+  _globals['_COMPLETIONPROMPT']._serialized_end=2024
 # @@protoc_insertion_point(module_scope)

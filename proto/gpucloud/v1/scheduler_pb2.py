@@ -26,37 +26,49 @@ from gpucloud.v1 import chat_pb2 as gpucloud_dot_v1_dot_chat__pb2
 from gpucloud.v1 import worker_pb2 as gpucloud_dot_v1_dot_worker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgpucloud/v1/scheduler.proto\x12\x0bgpucloud.v1\x1a\x16gpucloud/v1/chat.proto\x1a\x18gpucloud/v1/worker.proto\"\xca\x01\n\x1b\x43reateChatCompletionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12*\n\x08messages\x18\x02 \x03(\x0b\x32\x18.gpucloud.v1.ChatMessage\x12-\n\x08sampling\x18\x03 \x01(\x0b\x32\x1b.gpucloud.v1.SamplingParams\x12\x15\n\x08priority\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0f\n\x07\x63ollect\x18\x06 \x01(\x08\x42\x0b\n\t_priority\"\x9e\x02\n\x1c\x43reateChatCompletionResponse\x12,\n\x06queued\x18\x01 \x01(\x0b\x32\x1a.gpucloud.v1.QueuePositionH\x00\x12+\n\x07started\x18\x02 \x01(\x0b\x32\x18.gpucloud.v1.TaskStartedH\x00\x12*\n\x05\x64\x65lta\x18\x03 \x01(\x0b\x32\x19.gpucloud.v1.ContentDeltaH\x00\x12\x33\n\x08\x66inished\x18\x04 \x01(\x0b\x32\x1f.gpucloud.v1.CompletionFinishedH\x00\x12\x39\n\tcompleted\x18\x05 \x01(\x0b\x32$.gpucloud.v1.CompletedChatCompletionH\x00\x42\x07\n\x05\x65vent\"4\n\rQueuePosition\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x11\n\twaited_ms\x18\x02 \x01(\x04\"h\n\x0bTaskStarted\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x15\n\rqueue_wait_ms\x18\x04 \x01(\x04\x12\x0f\n\x07\x63reated\x18\x05 \x01(\x03\"+\n\x0c\x43ontentDelta\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xa3\x01\n\x17\x43ompletedChatCompletion\x12)\n\x07started\x18\x01 \x01(\x0b\x32\x18.gpucloud.v1.TaskStarted\x12*\n\x07\x63hoices\x18\x02 \x03(\x0b\x32\x19.gpucloud.v1.ContentDelta\x12\x31\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x1f.gpucloud.v1.CompletionFinished\"\x83\x01\n\x12\x43ompletionFinished\x12*\n\x07\x63hoices\x18\x01 \x03(\x0b\x32\x19.gpucloud.v1.ChoiceFinish\x12!\n\x05usage\x18\x02 \x01(\x0b\x32\x12.gpucloud.v1.Usage\x12\x1e\n\x16time_to_first_token_ms\x18\x03 \x01(\x04\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.gpucloud.v1.ModelEntry\"L\n\nModelEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owned_by\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x03\x12\x0f\n\x07workers\x18\x04 \x01(\r\"\xa5\x02\n\x14WorkerSessionRequest\x12/\n\x08register\x18\x01 \x01(\x0b\x32\x1b.gpucloud.v1.RegisterWorkerH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.gpucloud.v1.HeartbeatH\x00\x12\'\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x16.gpucloud.v1.TaskChunkH\x00\x12%\n\x04\x64one\x18\x04 \x01(\x0b\x32\x15.gpucloud.v1.TaskDoneH\x00\x12)\n\x06\x66\x61iled\x18\x05 \x01(\x0b\x32\x17.gpucloud.v1.TaskFailedH\x00\x12)\n\x05\x64rain\x18\x06 \x01(\x0b\x32\x18.gpucloud.v1.DrainWorkerH\x00\x42\t\n\x07payload\"\xb1\x01\n\x15WorkerSessionResponse\x12\x33\n\nregistered\x18\x01 \x01(\x0b\x32\x1d.gpucloud.v1.WorkerRegisteredH\x00\x12-\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x1b.gpucloud.v1.TaskAssignmentH\x00\x12)\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x17.gpucloud.v1.CancelTaskH\x00\x42\t\n\x07payload2\xac\x02\n\x10SchedulerService\x12m\n\x14\x43reateChatCompletion\x12(.gpucloud.v1.CreateChatCompletionRequest\x1a).gpucloud.v1.CreateChatCompletionResponse0\x01\x12M\n\nListModels\x12\x1e.gpucloud.v1.ListModelsRequest\x1a\x1f.gpucloud.v1.ListModelsResponse\x12Z\n\rWorkerSession\x12!.gpucloud.v1.WorkerSessionRequest\x1a\".gpucloud.v1.WorkerSessionResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgpucloud/v1/scheduler.proto\x12\x0bgpucloud.v1\x1a\x16gpucloud/v1/chat.proto\x1a\x18gpucloud/v1/worker.proto\"\x85\x04\n\x1b\x43reateChatCompletionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12*\n\x08messages\x18\x02 \x03(\x0b\x32\x18.gpucloud.v1.ChatMessage\x12-\n\x08sampling\x18\x03 \x01(\x0b\x32\x1b.gpucloud.v1.SamplingParams\x12\x15\n\x08priority\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0f\n\x07\x63ollect\x18\x06 \x01(\x08\x12 \n\x05tools\x18\x07 \x03(\x0b\x32\x11.gpucloud.v1.Tool\x12,\n\x0btool_choice\x18\x08 \x01(\x0b\x32\x17.gpucloud.v1.ToolChoice\x12 \n\x13parallel_tool_calls\x18\t \x01(\x08H\x01\x88\x01\x01\x12\x34\n\x0fresponse_format\x18\n \x01(\x0b\x32\x1b.gpucloud.v1.ResponseFormat\x12H\n\x08metadata\x18\x0b \x03(\x0b\x32\x36.gpucloud.v1.CreateChatCompletionRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0b\n\t_priorityB\x16\n\x14_parallel_tool_calls\"\xc9\x01\n\x17\x43reateCompletionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12-\n\x06prompt\x18\x02 \x01(\x0b\x32\x1d.gpucloud.v1.CompletionPrompt\x12-\n\x08sampling\x18\x03 \x01(\x0b\x32\x1b.gpucloud.v1.SamplingParams\x12\x15\n\x08priority\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0f\n\x07\x63ollect\x18\x06 \x01(\x08\x42\x0b\n\t_priority\"\xae\x01\n\x16\x43reateEmbeddingRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12+\n\x06inputs\x18\x02 \x03(\x0b\x32\x1b.gpucloud.v1.EmbeddingInput\x12\x17\n\ndimensions\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08priority\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x0c\n\x04user\x18\x05 \x01(\tB\r\n\x0b_dimensionsB\x0b\n\t_priority\"\x8d\x01\n\x17\x43reateEmbeddingResponse\x12)\n\x07started\x18\x01 \x01(\x0b\x32\x18.gpucloud.v1.TaskStarted\x12$\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x16.gpucloud.v1.Embedding\x12!\n\x05usage\x18\x03 \x01(\x0b\x32\x12.gpucloud.v1.Usage\"\x9e\x02\n\x1c\x43reateChatCompletionResponse\x12,\n\x06queued\x18\x01 \x01(\x0b\x32\x1a.gpucloud.v1.QueuePositionH\x00\x12+\n\x07started\x18\x02 \x01(\x0b\x32\x18.gpucloud.v1.TaskStartedH\x00\x12*\n\x05\x64\x65lta\x18\x03 \x01(\x0b\x32\x19.gpucloud.v1.ContentDeltaH\x00\x12\x33\n\x08\x66inished\x18\x04 \x01(\x0b\x32\x1f.gpucloud.v1.CompletionFinishedH\x00\x12\x39\n\tcompleted\x18\x05 \x01(\x0b\x32$.gpucloud.v1.CompletedChatCompletionH\x00\x42\x07\n\x05\x65vent\"\x9a\x02\n\x18\x43reateCompletionResponse\x12,\n\x06queued\x18\x01 \x01(\x0b\x32\x1a.gpucloud.v1.QueuePositionH\x00\x12+\n\x07started\x18\x02 \x01(\x0b\x32\x18.gpucloud.v1.TaskStartedH\x00\x12*\n\x05\x64\x65lta\x18\x03 \x01(\x0b\x32\x19.gpucloud.v1.ContentDeltaH\x00\x12\x33\n\x08\x66inished\x18\x04 \x01(\x0b\x32\x1f.gpucloud.v1.CompletionFinishedH\x00\x12\x39\n\tcompleted\x18\x05 \x01(\x0b\x32$.gpucloud.v1.CompletedChatCompletionH\x00\x42\x07\n\x05\x65vent\"4\n\rQueuePosition\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x11\n\twaited_ms\x18\x02 \x01(\x04\"h\n\x0bTaskStarted\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x15\n\rqueue_wait_ms\x18\x04 \x01(\x04\x12\x0f\n\x07\x63reated\x18\x05 \x01(\x03\"\x88\x01\n\x0c\x43ontentDelta\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12.\n\ntool_calls\x18\x03 \x03(\x0b\x32\x1a.gpucloud.v1.ToolCallDelta\x12+\n\x08logprobs\x18\x04 \x03(\x0b\x32\x19.gpucloud.v1.TokenLogprob\"\xa3\x01\n\x17\x43ompletedChatCompletion\x12)\n\x07started\x18\x01 \x01(\x0b\x32\x18.gpucloud.v1.TaskStarted\x12*\n\x07\x63hoices\x18\x02 \x03(\x0b\x32\x19.gpucloud.v1.ContentDelta\x12\x31\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x1f.gpucloud.v1.CompletionFinished\"\x83\x01\n\x12\x43ompletionFinished\x12*\n\x07\x63hoices\x18\x01 \x03(\x0b\x32\x19.gpucloud.v1.ChoiceFinish\x12!\n\x05usage\x18\x02 \x01(\x0b\x32\x12.gpucloud.v1.Usage\x12\x1e\n\x16time_to_first_token_ms\x18\x03 \x01(\x04\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.gpucloud.v1.ModelEntry\"\x82\x01\n\nModelEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owned_by\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x03\x12\x0f\n\x07workers\x18\x04 \x01(\r\x12\x34\n\x0c\x63\x61pabilities\x18\x05 \x01(\x0b\x32\x1e.gpucloud.v1.ModelCapabilities\"\xa5\x02\n\x14WorkerSessionRequest\x12/\n\x08register\x18\x01 \x01(\x0b\x32\x1b.gpucloud.v1.RegisterWorkerH\x00\x12+\n\theartbeat\x18\x02 \x01(\x0b\x32\x16.gpucloud.v1.HeartbeatH\x00\x12\'\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x16.gpucloud.v1.TaskChunkH\x00\x12%\n\x04\x64one\x18\x04 \x01(\x0b\x32\x15.gpucloud.v1.TaskDoneH\x00\x12)\n\x06\x66\x61iled\x18\x05 \x01(\x0b\x32\x17.gpucloud.v1.TaskFailedH\x00\x12)\n\x05\x64rain\x18\x06 \x01(\x0b\x32\x18.gpucloud.v1.DrainWorkerH\x00\x42\t\n\x07payload\"\xb1\x01\n\x15WorkerSessionResponse\x12\x33\n\nregistered\x18\x01 \x01(\x0b\x32\x1d.gpucloud.v1.WorkerRegisteredH\x00\x12-\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x1b.gpucloud.v1.TaskAssignmentH\x00\x12)\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x17.gpucloud.v1.CancelTaskH\x00\x42\t\n\x07payload2\xed\x03\n\x10SchedulerService\x12m\n\x14\x43reateChatCompletion\x12(.gpucloud.v1.CreateChatCompletionRequest\x1a).gpucloud.v1.CreateChatCompletionResponse0\x01\x12\x61\n\x10\x43reateCompletion\x12$.gpucloud.v1.CreateCompletionRequest\x1a%.gpucloud.v1.CreateCompletionResponse0\x01\x12\\\n\x0f\x43reateEmbedding\x12#.gpucloud.v1.CreateEmbeddingRequest\x1a$.gpucloud.v1.CreateEmbeddingResponse\x12M\n\nListModels\x12\x1e.gpucloud.v1.ListModelsRequest\x1a\x1f.gpucloud.v1.ListModelsResponse\x12Z\n\rWorkerSession\x12!.gpucloud.v1.WorkerSessionRequest\x1a\".gpucloud.v1.WorkerSessionResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gpucloud.v1.scheduler_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CREATECHATCOMPLETIONREQUEST_METADATAENTRY']._loaded_options = None
+  _globals['_CREATECHATCOMPLETIONREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_start=95
-  _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_end=297
-  _globals['_CREATECHATCOMPLETIONRESPONSE']._serialized_start=300
-  _globals['_CREATECHATCOMPLETIONRESPONSE']._serialized_end=586
-  _globals['_QUEUEPOSITION']._serialized_start=588
-  _globals['_QUEUEPOSITION']._serialized_end=640
-  _globals['_TASKSTARTED']._serialized_start=642
-  _globals['_TASKSTARTED']._serialized_end=746
-  _globals['_CONTENTDELTA']._serialized_start=748
-  _globals['_CONTENTDELTA']._serialized_end=791
-  _globals['_COMPLETEDCHATCOMPLETION']._serialized_start=794
-  _globals['_COMPLETEDCHATCOMPLETION']._serialized_end=957
-  _globals['_COMPLETIONFINISHED']._serialized_start=960
-  _globals['_COMPLETIONFINISHED']._serialized_end=1091
-  _globals['_LISTMODELSREQUEST']._serialized_start=1093
-  _globals['_LISTMODELSREQUEST']._serialized_end=1112
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1114
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1175
-  _globals['_MODELENTRY']._serialized_start=1177
-  _globals['_MODELENTRY']._serialized_end=1253
-  _globals['_WORKERSESSIONREQUEST']._serialized_start=1256
-  _globals['_WORKERSESSIONREQUEST']._serialized_end=1549
-  _globals['_WORKERSESSIONRESPONSE']._serialized_start=1552
-  _globals['_WORKERSESSIONRESPONSE']._serialized_end=1729
-  _globals['_SCHEDULERSERVICE']._serialized_start=1732
-  _globals['_SCHEDULERSERVICE']._serialized_end=2032
+  _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_end=612
+  _globals['_CREATECHATCOMPLETIONREQUEST_METADATAENTRY']._serialized_start=528
+  _globals['_CREATECHATCOMPLETIONREQUEST_METADATAENTRY']._serialized_end=575
+  _globals['_CREATECOMPLETIONREQUEST']._serialized_start=615
+  _globals['_CREATECOMPLETIONREQUEST']._serialized_end=816
+  _globals['_CREATEEMBEDDINGREQUEST']._serialized_start=819
+  _globals['_CREATEEMBEDDINGREQUEST']._serialized_end=993
+  _globals['_CREATEEMBEDDINGRESPONSE']._serialized_start=996
+  _globals['_CREATEEMBEDDINGRESPONSE']._serialized_end=1137
+  _globals['_CREATECHATCOMPLETIONRESPONSE']._serialized_start=1140
+  _globals['_CREATECHATCOMPLETIONRESPONSE']._serialized_end=1426
+  _globals['_CREATECOMPLETIONRESPONSE']._serialized_start=1429
+  _globals['_CREATECOMPLETIONRESPONSE']._serialized_end=1711
+  _globals['_QUEUEPOSITION']._serialized_start=1713
+  _globals['_QUEUEPOSITION']._serialized_end=1765
+  _globals['_TASKSTARTED']._serialized_start=1767
+  _globals['_TASKSTARTED']._serialized_end=1871
+  _globals['_CONTENTDELTA']._serialized_start=1874
+  _globals['_CONTENTDELTA']._serialized_end=2010
+  _globals['_COMPLETEDCHATCOMPLETION']._serialized_start=2013
+  _globals['_COMPLETEDCHATCOMPLETION']._serialized_end=2176
+  _globals['_COMPLETIONFINISHED']._serialized_start=2179
+  _globals['_COMPLETIONFINISHED']._serialized_end=2310
+  _globals['_LISTMODELSREQUEST']._serialized_start=2312
+  _globals['_LISTMODELSREQUEST']._serialized_end=2331
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2333
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2394
+  _globals['_MODELENTRY']._serialized_start=2397
+  _globals['_MODELENTRY']._serialized_end=2527
+  _globals['_WORKERSESSIONREQUEST']._serialized_start=2530
+  _globals['_WORKERSESSIONREQUEST']._serialized_end=2823
+  _globals['_WORKERSESSIONRESPONSE']._serialized_start=2826
+  _globals['_WORKERSESSIONRESPONSE']._serialized_end=3003
+  _globals['_SCHEDULERSERVICE']._serialized_start=3006
+  _globals['_SCHEDULERSERVICE']._serialized_end=3499
 # @@protoc_insertion_point(module_scope)

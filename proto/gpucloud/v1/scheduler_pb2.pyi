@@ -26,12 +26,37 @@ class CreateChatCompletionRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     MODEL_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     SAMPLING_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
     COLLECT_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TOOL_CHOICE_FIELD_NUMBER: _builtins.int
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model id, as listed by ListModels."""
     priority: _builtins.int
@@ -45,6 +70,8 @@ class CreateChatCompletionRequest(_message.Message):
     a non-streaming request): the call then sends no queue positions and no
     per-token events, only one `completed` event once the task has ended.
     """
+    parallel_tool_calls: _builtins.bool
+    """Whether the model may make several tool calls in one turn (default true)."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_chat_pb2.ChatMessage]:
         """The conversation, at least one message."""
@@ -52,6 +79,26 @@ class CreateChatCompletionRequest(_message.Message):
     @_builtins.property
     def sampling(self) -> _chat_pb2.SamplingParams:
         """Sampling parameters."""
+
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[_chat_pb2.Tool]:
+        """Functions the model may call; needs a worker whose model declares tools."""
+
+    @_builtins.property
+    def tool_choice(self) -> _chat_pb2.ToolChoice:
+        """Whether and which tool the model must call; only with tools."""
+
+    @_builtins.property
+    def response_format(self) -> _chat_pb2.ResponseFormat:
+        """The output format; JSON object or schema needs a worker whose model
+        declares json_schema.
+        """
+
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Up to 16 caller key-value pairs (keys <= 64, values <= 512 characters),
+        kept with the request's log line, never sent to workers.
+        """
 
     def __init__(
         self,
@@ -62,16 +109,161 @@ class CreateChatCompletionRequest(_message.Message):
         priority: _builtins.int | None = ...,
         user: _builtins.str = ...,
         collect: _builtins.bool = ...,
+        tools: _abc.Iterable[_chat_pb2.Tool] | None = ...,
+        tool_choice: _chat_pb2.ToolChoice | None = ...,
+        parallel_tool_calls: _builtins.bool | None = ...,
+        response_format: _chat_pb2.ResponseFormat | None = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "priority", b"priority", "sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "_priority", b"_priority", "parallel_tool_calls", b"parallel_tool_calls", "priority", b"priority", "response_format", b"response_format", "sampling", b"sampling", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "collect", b"collect", "messages", b"messages", "model", b"model", "priority", b"priority", "sampling", b"sampling", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "_priority", b"_priority", "collect", b"collect", "messages", b"messages", "metadata", b"metadata", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "priority", b"priority", "response_format", b"response_format", "sampling", b"sampling", "tool_choice", b"tool_choice", "tools", b"tools", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
+    _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel_tool_calls) -> _WhichOneofReturnType__parallel_tool_calls | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+
+Global___CreateChatCompletionRequest: _TypeAlias = CreateChatCompletionRequest  # noqa: Y015
+
+@_typing.final
+class CreateCompletionRequest(_message.Message):
+    """A legacy text completion to run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    SAMPLING_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    COLLECT_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """Model id, as listed by ListModels."""
+    priority: _builtins.int
+    """As in CreateChatCompletionRequest."""
+    user: _builtins.str
+    """As in CreateChatCompletionRequest."""
+    collect: _builtins.bool
+    """As in CreateChatCompletionRequest."""
+    @_builtins.property
+    def prompt(self) -> _chat_pb2.CompletionPrompt:
+        """The prompts."""
+
+    @_builtins.property
+    def sampling(self) -> _chat_pb2.SamplingParams:
+        """Sampling parameters; `logprobs` with `top_logprobs` up to 5 stands for
+        OpenAI's integer `logprobs`.
+        """
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        prompt: _chat_pb2.CompletionPrompt | None = ...,
+        sampling: _chat_pb2.SamplingParams | None = ...,
+        priority: _builtins.int | None = ...,
+        user: _builtins.str = ...,
+        collect: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "priority", b"priority", "prompt", b"prompt", "sampling", b"sampling"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "collect", b"collect", "model", b"model", "priority", b"priority", "prompt", b"prompt", "sampling", b"sampling", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
     _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
 
-Global___CreateChatCompletionRequest: _TypeAlias = CreateChatCompletionRequest  # noqa: Y015
+Global___CreateCompletionRequest: _TypeAlias = CreateCompletionRequest  # noqa: Y015
+
+@_typing.final
+class CreateEmbeddingRequest(_message.Message):
+    """Inputs to embed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    INPUTS_FIELD_NUMBER: _builtins.int
+    DIMENSIONS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """An embedding model's id."""
+    dimensions: _builtins.int
+    """Length of the vectors, for models that allow shortening them; unset means
+    the model's own.
+    """
+    priority: _builtins.int
+    """As in CreateChatCompletionRequest."""
+    user: _builtins.str
+    """As in CreateChatCompletionRequest."""
+    @_builtins.property
+    def inputs(self) -> _containers.RepeatedCompositeFieldContainer[_chat_pb2.EmbeddingInput]:
+        """The inputs, 1 to 2048."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        inputs: _abc.Iterable[_chat_pb2.EmbeddingInput] | None = ...,
+        dimensions: _builtins.int | None = ...,
+        priority: _builtins.int | None = ...,
+        user: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_priority", b"_priority", "dimensions", b"dimensions", "priority", b"priority"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_priority", b"_priority", "dimensions", b"dimensions", "inputs", b"inputs", "model", b"model", "priority", b"priority", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__dimensions: _TypeAlias = _typing.Literal["dimensions"]  # noqa: Y015
+    _WhichOneofArgType__dimensions: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions"]  # noqa: Y015
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__dimensions) -> _WhichOneofReturnType__dimensions | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+
+Global___CreateEmbeddingRequest: _TypeAlias = CreateEmbeddingRequest  # noqa: Y015
+
+@_typing.final
+class CreateEmbeddingResponse(_message.Message):
+    """The embeddings of a request's inputs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STARTED_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def started(self) -> Global___TaskStarted:
+        """The task, as TaskStarted tells it."""
+
+    @_builtins.property
+    def data(self) -> _containers.RepeatedCompositeFieldContainer[_chat_pb2.Embedding]:
+        """One vector per input, in input order."""
+
+    @_builtins.property
+    def usage(self) -> _chat_pb2.Usage:
+        """prompt_tokens (= total_tokens) counts the inputs' tokens."""
+
+    def __init__(
+        self,
+        *,
+        started: Global___TaskStarted | None = ...,
+        data: _abc.Iterable[_chat_pb2.Embedding] | None = ...,
+        usage: _chat_pb2.Usage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["started", b"started", "usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "started", b"started", "usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateEmbeddingResponse: _TypeAlias = CreateEmbeddingResponse  # noqa: Y015
 
 @_typing.final
 class CreateChatCompletionResponse(_message.Message):
@@ -122,6 +314,58 @@ class CreateChatCompletionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___CreateChatCompletionResponse: _TypeAlias = CreateChatCompletionResponse  # noqa: Y015
+
+@_typing.final
+class CreateCompletionResponse(_message.Message):
+    """One event of a running text completion: CreateChatCompletionResponse's events,
+    field for field.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUED_FIELD_NUMBER: _builtins.int
+    STARTED_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    FINISHED_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def queued(self) -> Global___QueuePosition:
+        """The task is waiting in the queue."""
+
+    @_builtins.property
+    def started(self) -> Global___TaskStarted:
+        """A worker took the task."""
+
+    @_builtins.property
+    def delta(self) -> Global___ContentDelta:
+        """Generated text."""
+
+    @_builtins.property
+    def finished(self) -> Global___CompletionFinished:
+        """The task ended; always the last event of a successful call."""
+
+    @_builtins.property
+    def completed(self) -> Global___CompletedChatCompletion:
+        """The whole answer: the only event of a successful call with `collect` set."""
+
+    def __init__(
+        self,
+        *,
+        queued: Global___QueuePosition | None = ...,
+        started: Global___TaskStarted | None = ...,
+        delta: Global___ContentDelta | None = ...,
+        finished: Global___CompletionFinished | None = ...,
+        completed: Global___CompletedChatCompletion | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "delta", b"delta", "event", b"event", "finished", b"finished", "queued", b"queued", "started", b"started"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "delta", b"delta", "event", b"event", "finished", b"finished", "queued", b"queued", "started", b"started"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["queued", "started", "delta", "finished", "completed"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___CreateCompletionResponse: _TypeAlias = CreateCompletionResponse  # noqa: Y015
 
 @_typing.final
 class QueuePosition(_message.Message):
@@ -189,25 +433,37 @@ Global___TaskStarted: _TypeAlias = TaskStarted  # noqa: Y015
 
 @_typing.final
 class ContentDelta(_message.Message):
-    """Generated text for one choice."""
+    """Generated output for one choice."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     INDEX_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    LOGPROBS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Index of the choice."""
     text: _builtins.str
     """The text."""
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_chat_pb2.ToolCallDelta]:
+        """Pieces of tool calls."""
+
+    @_builtins.property
+    def logprobs(self) -> _containers.RepeatedCompositeFieldContainer[_chat_pb2.TokenLogprob]:
+        """With sampling.logprobs: one entry per token of `text`."""
+
     def __init__(
         self,
         *,
         index: _builtins.int = ...,
         text: _builtins.str = ...,
+        tool_calls: _abc.Iterable[_chat_pb2.ToolCallDelta] | None = ...,
+        logprobs: _abc.Iterable[_chat_pb2.TokenLogprob] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "logprobs", b"logprobs", "text", b"text", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -230,7 +486,9 @@ class CompletedChatCompletion(_message.Message):
 
     @_builtins.property
     def choices(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContentDelta]:
-        """The whole text of each choice, one entry per choice in index order."""
+        """The whole output of each choice, one entry per choice in index order; its
+        tool calls hold one whole call per index.
+        """
 
     @_builtins.property
     def finished(self) -> Global___CompletionFinished:
@@ -338,6 +596,7 @@ class ModelEntry(_message.Message):
     OWNED_BY_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     WORKERS_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Model id."""
     owned_by: _builtins.str
@@ -346,6 +605,12 @@ class ModelEntry(_message.Message):
     """Unix time in seconds at which a worker first offered the model."""
     workers: _builtins.int
     """Online workers that serve it now."""
+    @_builtins.property
+    def capabilities(self) -> _worker_pb2.ModelCapabilities:
+        """What the model can do: each flag is set when any online worker serving
+        it declares it; max_context_tokens is the largest declared.
+        """
+
     def __init__(
         self,
         *,
@@ -353,10 +618,11 @@ class ModelEntry(_message.Message):
         owned_by: _builtins.str = ...,
         created: _builtins.int = ...,
         workers: _builtins.int = ...,
+        capabilities: _worker_pb2.ModelCapabilities | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "id", b"id", "owned_by", b"owned_by", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "created", b"created", "id", b"id", "owned_by", b"owned_by", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -49,6 +49,16 @@ class SchedulerServiceStub:
                 request_serializer=gpucloud_dot_v1_dot_scheduler__pb2.CreateChatCompletionRequest.SerializeToString,
                 response_deserializer=gpucloud_dot_v1_dot_scheduler__pb2.CreateChatCompletionResponse.FromString,
                 _registered_method=True)
+        self.CreateCompletion = channel.unary_stream(
+                '/gpucloud.v1.SchedulerService/CreateCompletion',
+                request_serializer=gpucloud_dot_v1_dot_scheduler__pb2.CreateCompletionRequest.SerializeToString,
+                response_deserializer=gpucloud_dot_v1_dot_scheduler__pb2.CreateCompletionResponse.FromString,
+                _registered_method=True)
+        self.CreateEmbedding = channel.unary_unary(
+                '/gpucloud.v1.SchedulerService/CreateEmbedding',
+                request_serializer=gpucloud_dot_v1_dot_scheduler__pb2.CreateEmbeddingRequest.SerializeToString,
+                response_deserializer=gpucloud_dot_v1_dot_scheduler__pb2.CreateEmbeddingResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/gpucloud.v1.SchedulerService/ListModels',
                 request_serializer=gpucloud_dot_v1_dot_scheduler__pb2.ListModelsRequest.SerializeToString,
@@ -84,6 +94,22 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateCompletion(self, request, context):
+        """Runs one legacy text completion; its stream tells what CreateChatCompletion's
+        does, in the same order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateEmbedding(self, request, context):
+        """Embeds inputs with an embedding model; queued and billed (prompt tokens)
+        like a completion.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModels(self, request, context):
         """Lists the models that online workers serve.
         """
@@ -106,6 +132,16 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.CreateChatCompletion,
                     request_deserializer=gpucloud_dot_v1_dot_scheduler__pb2.CreateChatCompletionRequest.FromString,
                     response_serializer=gpucloud_dot_v1_dot_scheduler__pb2.CreateChatCompletionResponse.SerializeToString,
+            ),
+            'CreateCompletion': grpc.unary_stream_rpc_method_handler(
+                    servicer.CreateCompletion,
+                    request_deserializer=gpucloud_dot_v1_dot_scheduler__pb2.CreateCompletionRequest.FromString,
+                    response_serializer=gpucloud_dot_v1_dot_scheduler__pb2.CreateCompletionResponse.SerializeToString,
+            ),
+            'CreateEmbedding': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEmbedding,
+                    request_deserializer=gpucloud_dot_v1_dot_scheduler__pb2.CreateEmbeddingRequest.FromString,
+                    response_serializer=gpucloud_dot_v1_dot_scheduler__pb2.CreateEmbeddingResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -155,6 +191,60 @@ class SchedulerService:
             '/gpucloud.v1.SchedulerService/CreateChatCompletion',
             gpucloud_dot_v1_dot_scheduler__pb2.CreateChatCompletionRequest.SerializeToString,
             gpucloud_dot_v1_dot_scheduler__pb2.CreateChatCompletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCompletion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gpucloud.v1.SchedulerService/CreateCompletion',
+            gpucloud_dot_v1_dot_scheduler__pb2.CreateCompletionRequest.SerializeToString,
+            gpucloud_dot_v1_dot_scheduler__pb2.CreateCompletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEmbedding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpucloud.v1.SchedulerService/CreateEmbedding',
+            gpucloud_dot_v1_dot_scheduler__pb2.CreateEmbeddingRequest.SerializeToString,
+            gpucloud_dot_v1_dot_scheduler__pb2.CreateEmbeddingResponse.FromString,
             options,
             channel_credentials,
             insecure,

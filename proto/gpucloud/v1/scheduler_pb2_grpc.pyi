@@ -49,6 +49,14 @@ class SchedulerServiceStub:
     CompletionFinished with the usage; with `collect` set, only one
     CompletedChatCompletion at the end. Cancelling the call cancels the task.
     """
+    CreateCompletion: _grpc.UnaryStreamMultiCallable[_scheduler_pb2.CreateCompletionRequest, _scheduler_pb2.CreateCompletionResponse]
+    """Runs one legacy text completion; its stream tells what CreateChatCompletion's
+    does, in the same order.
+    """
+    CreateEmbedding: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.CreateEmbeddingRequest, _scheduler_pb2.CreateEmbeddingResponse]
+    """Embeds inputs with an embedding model; queued and billed (prompt tokens)
+    like a completion.
+    """
     ListModels: _grpc.UnaryUnaryMultiCallable[_scheduler_pb2.ListModelsRequest, _scheduler_pb2.ListModelsResponse]
     """Lists the models that online workers serve."""
     WorkerSession: _grpc.StreamStreamMultiCallable[_scheduler_pb2.WorkerSessionRequest, _scheduler_pb2.WorkerSessionResponse]
@@ -76,6 +84,14 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     waits, one TaskStarted when a worker takes it, content deltas, and one
     CompletionFinished with the usage; with `collect` set, only one
     CompletedChatCompletion at the end. Cancelling the call cancels the task.
+    """
+    CreateCompletion: _aio.UnaryStreamMultiCallable[_scheduler_pb2.CreateCompletionRequest, _scheduler_pb2.CreateCompletionResponse]  # type: ignore[assignment]
+    """Runs one legacy text completion; its stream tells what CreateChatCompletion's
+    does, in the same order.
+    """
+    CreateEmbedding: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.CreateEmbeddingRequest, _scheduler_pb2.CreateEmbeddingResponse]  # type: ignore[assignment]
+    """Embeds inputs with an embedding model; queued and billed (prompt tokens)
+    like a completion.
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_scheduler_pb2.ListModelsRequest, _scheduler_pb2.ListModelsResponse]  # type: ignore[assignment]
     """Lists the models that online workers serve."""
@@ -107,6 +123,26 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         waits, one TaskStarted when a worker takes it, content deltas, and one
         CompletionFinished with the usage; with `collect` set, only one
         CompletedChatCompletion at the end. Cancelling the call cancels the task.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateCompletion(
+        self,
+        request: _scheduler_pb2.CreateCompletionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_scheduler_pb2.CreateCompletionResponse], _abc.AsyncIterator[_scheduler_pb2.CreateCompletionResponse]]:
+        """Runs one legacy text completion; its stream tells what CreateChatCompletion's
+        does, in the same order.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateEmbedding(
+        self,
+        request: _scheduler_pb2.CreateEmbeddingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_pb2.CreateEmbeddingResponse, _abc.Awaitable[_scheduler_pb2.CreateEmbeddingResponse]]:
+        """Embeds inputs with an embedding model; queued and billed (prompt tokens)
+        like a completion.
         """
 
     @_abc_1.abstractmethod

@@ -25,37 +25,39 @@ _sym_db = _symbol_database.Default()
 from gpucloud.v1 import chat_pb2 as gpucloud_dot_v1_dot_chat__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gpucloud/v1/worker.proto\x12\x0bgpucloud.v1\x1a\x16gpucloud/v1/chat.proto\"g\n\x07GpuSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12memory_total_bytes\x18\x02 \x01(\x04\x12\x1d\n\x15memory_bandwidth_gbps\x18\x03 \x01(\x01\x12\x13\n\x0b\x62\x66\x31\x36_tflops\x18\x04 \x01(\x01\"\xb7\x01\n\nGpuMetrics\x12\r\n\x05index\x18\x01 \x01(\r\x12\x1b\n\x13utilization_percent\x18\x02 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x03 \x01(\x04\x12 \n\x13temperature_celsius\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bpower_watts\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\x16\n\x14_temperature_celsiusB\x0e\n\x0c_power_watts\"+\n\x0bWorkerModel\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owned_by\x18\x02 \x01(\t\"\xc2\x01\n\x0eRegisterWorker\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\"\n\x04gpus\x18\x05 \x03(\x0b\x32\x14.gpucloud.v1.GpuSpec\x12(\n\x06models\x18\x06 \x03(\x0b\x32\x18.gpucloud.v1.WorkerModel\x12\r\n\x05slots\x18\x07 \x01(\r\x12\r\n\x05speed\x18\x08 \x01(\x01\"q\n\tHeartbeat\x12%\n\x04gpus\x18\x01 \x03(\x0b\x32\x17.gpucloud.v1.GpuMetrics\x12\x14\n\x0c\x61\x63tive_tasks\x18\x02 \x01(\r\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\"q\n\tTaskChunk\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x0e\n\x06tokens\x18\x05 \x01(\r\x12\x15\n\rprompt_tokens\x18\x06 \x01(\r\"{\n\x08TaskDone\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12*\n\x07\x63hoices\x18\x03 \x03(\x0b\x32\x19.gpucloud.v1.ChoiceFinish\x12!\n\x05usage\x18\x04 \x01(\x0b\x32\x12.gpucloud.v1.Usage\"\x86\x01\n\nTaskFailed\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.gpucloud.v1.TaskErrorKind\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0c\n\x04\x63ode\x18\x05 \x01(\t\x12\r\n\x05param\x18\x06 \x01(\t\"\r\n\x0b\x44rainWorker\"h\n\x10WorkerRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\r\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\"\x9c\x01\n\x0eTaskAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05model\x18\x03 \x01(\t\x12*\n\x08messages\x18\x04 \x03(\x0b\x32\x18.gpucloud.v1.ChatMessage\x12-\n\x08sampling\x18\x05 \x01(\x0b\x32\x1b.gpucloud.v1.SamplingParams\".\n\nCancelTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r*\xb1\x01\n\rTaskErrorKind\x12\x1f\n\x1bTASK_ERROR_KIND_UNSPECIFIED\x10\x00\x12#\n\x1fTASK_ERROR_KIND_INVALID_REQUEST\x10\x01\x12\x1d\n\x19TASK_ERROR_KIND_RETRYABLE\x10\x02\x12\x1c\n\x18TASK_ERROR_KIND_INTERNAL\x10\x03\x12\x1d\n\x19TASK_ERROR_KIND_CANCELLED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gpucloud/v1/worker.proto\x12\x0bgpucloud.v1\x1a\x16gpucloud/v1/chat.proto\"g\n\x07GpuSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12memory_total_bytes\x18\x02 \x01(\x04\x12\x1d\n\x15memory_bandwidth_gbps\x18\x03 \x01(\x01\x12\x13\n\x0b\x62\x66\x31\x36_tflops\x18\x04 \x01(\x01\"\xb7\x01\n\nGpuMetrics\x12\r\n\x05index\x18\x01 \x01(\r\x12\x1b\n\x13utilization_percent\x18\x02 \x01(\x01\x12\x19\n\x11memory_used_bytes\x18\x03 \x01(\x04\x12 \n\x13temperature_celsius\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bpower_watts\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\x16\n\x14_temperature_celsiusB\x0e\n\x0c_power_watts\"a\n\x0bWorkerModel\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owned_by\x18\x02 \x01(\t\x12\x34\n\x0c\x63\x61pabilities\x18\x03 \x01(\x0b\x32\x1e.gpucloud.v1.ModelCapabilities\"\x87\x02\n\x11ModelCapabilities\x12\x12\n\nembeddings\x18\x01 \x01(\x08\x12\r\n\x05tools\x18\x02 \x01(\x08\x12\x13\n\x0bjson_schema\x18\x03 \x01(\x08\x12\x10\n\x08logprobs\x18\x04 \x01(\x08\x12\x1a\n\x12max_context_tokens\x18\x05 \x01(\r\x12\x13\n\x0bimage_input\x18\x06 \x01(\x08\x12\x13\n\x0b\x61udio_input\x18\x07 \x01(\x08\x12\x12\n\nfile_input\x18\x08 \x01(\x08\x12\x1c\n\x14\x65mbedding_dimensions\x18\t \x01(\r\x12\x1b\n\x13variable_dimensions\x18\n \x01(\x08\x12\x13\n\x0b\x63ompletions\x18\x0b \x01(\x08\"\xc2\x01\n\x0eRegisterWorker\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\"\n\x04gpus\x18\x05 \x03(\x0b\x32\x14.gpucloud.v1.GpuSpec\x12(\n\x06models\x18\x06 \x03(\x0b\x32\x18.gpucloud.v1.WorkerModel\x12\r\n\x05slots\x18\x07 \x01(\r\x12\r\n\x05speed\x18\x08 \x01(\x01\"q\n\tHeartbeat\x12%\n\x04gpus\x18\x01 \x03(\x0b\x32\x17.gpucloud.v1.GpuMetrics\x12\x14\n\x0c\x61\x63tive_tasks\x18\x02 \x01(\r\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\"\xce\x01\n\tTaskChunk\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x0e\n\x06tokens\x18\x05 \x01(\r\x12\x15\n\rprompt_tokens\x18\x06 \x01(\r\x12.\n\ntool_calls\x18\x07 \x03(\x0b\x32\x1a.gpucloud.v1.ToolCallDelta\x12+\n\x08logprobs\x18\x08 \x03(\x0b\x32\x19.gpucloud.v1.TokenLogprob\"\xa7\x01\n\x08TaskDone\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12*\n\x07\x63hoices\x18\x03 \x03(\x0b\x32\x19.gpucloud.v1.ChoiceFinish\x12!\n\x05usage\x18\x04 \x01(\x0b\x32\x12.gpucloud.v1.Usage\x12*\n\nembeddings\x18\x05 \x03(\x0b\x32\x16.gpucloud.v1.Embedding\"\x86\x01\n\nTaskFailed\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12(\n\x04kind\x18\x03 \x01(\x0e\x32\x1a.gpucloud.v1.TaskErrorKind\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0c\n\x04\x63ode\x18\x05 \x01(\t\x12\r\n\x05param\x18\x06 \x01(\t\"\r\n\x0b\x44rainWorker\"h\n\x10WorkerRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\r\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\"\xe4\x03\n\x0eTaskAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\r\n\x05model\x18\x03 \x01(\t\x12*\n\x08messages\x18\x04 \x03(\x0b\x32\x18.gpucloud.v1.ChatMessage\x12-\n\x08sampling\x18\x05 \x01(\x0b\x32\x1b.gpucloud.v1.SamplingParams\x12 \n\x05tools\x18\x06 \x03(\x0b\x32\x11.gpucloud.v1.Tool\x12,\n\x0btool_choice\x18\x07 \x01(\x0b\x32\x17.gpucloud.v1.ToolChoice\x12 \n\x13parallel_tool_calls\x18\x08 \x01(\x08H\x00\x88\x01\x01\x12\x34\n\x0fresponse_format\x18\t \x01(\x0b\x32\x1b.gpucloud.v1.ResponseFormat\x12\x31\n\ncompletion\x18\n \x01(\x0b\x32\x1d.gpucloud.v1.CompletionPrompt\x12\x35\n\x10\x65mbedding_inputs\x18\x0b \x03(\x0b\x32\x1b.gpucloud.v1.EmbeddingInput\x12\x1c\n\x14\x65mbedding_dimensions\x18\x0c \x01(\rB\x16\n\x14_parallel_tool_calls\".\n\nCancelTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r*\xb1\x01\n\rTaskErrorKind\x12\x1f\n\x1bTASK_ERROR_KIND_UNSPECIFIED\x10\x00\x12#\n\x1fTASK_ERROR_KIND_INVALID_REQUEST\x10\x01\x12\x1d\n\x19TASK_ERROR_KIND_RETRYABLE\x10\x02\x12\x1c\n\x18TASK_ERROR_KIND_INTERNAL\x10\x03\x12\x1d\n\x19TASK_ERROR_KIND_CANCELLED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gpucloud.v1.worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKERRORKIND']._serialized_start=1419
-  _globals['_TASKERRORKIND']._serialized_end=1596
+  _globals['_TASKERRORKIND']._serialized_start=2206
+  _globals['_TASKERRORKIND']._serialized_end=2383
   _globals['_GPUSPEC']._serialized_start=65
   _globals['_GPUSPEC']._serialized_end=168
   _globals['_GPUMETRICS']._serialized_start=171
   _globals['_GPUMETRICS']._serialized_end=354
   _globals['_WORKERMODEL']._serialized_start=356
-  _globals['_WORKERMODEL']._serialized_end=399
-  _globals['_REGISTERWORKER']._serialized_start=402
-  _globals['_REGISTERWORKER']._serialized_end=596
-  _globals['_HEARTBEAT']._serialized_start=598
-  _globals['_HEARTBEAT']._serialized_end=711
-  _globals['_TASKCHUNK']._serialized_start=713
-  _globals['_TASKCHUNK']._serialized_end=826
-  _globals['_TASKDONE']._serialized_start=828
-  _globals['_TASKDONE']._serialized_end=951
-  _globals['_TASKFAILED']._serialized_start=954
-  _globals['_TASKFAILED']._serialized_end=1088
-  _globals['_DRAINWORKER']._serialized_start=1090
-  _globals['_DRAINWORKER']._serialized_end=1103
-  _globals['_WORKERREGISTERED']._serialized_start=1105
-  _globals['_WORKERREGISTERED']._serialized_end=1209
-  _globals['_TASKASSIGNMENT']._serialized_start=1212
-  _globals['_TASKASSIGNMENT']._serialized_end=1368
-  _globals['_CANCELTASK']._serialized_start=1370
-  _globals['_CANCELTASK']._serialized_end=1416
+  _globals['_WORKERMODEL']._serialized_end=453
+  _globals['_MODELCAPABILITIES']._serialized_start=456
+  _globals['_MODELCAPABILITIES']._serialized_end=719
+  _globals['_REGISTERWORKER']._serialized_start=722
+  _globals['_REGISTERWORKER']._serialized_end=916
+  _globals['_HEARTBEAT']._serialized_start=918
+  _globals['_HEARTBEAT']._serialized_end=1031
+  _globals['_TASKCHUNK']._serialized_start=1034
+  _globals['_TASKCHUNK']._serialized_end=1240
+  _globals['_TASKDONE']._serialized_start=1243
+  _globals['_TASKDONE']._serialized_end=1410
+  _globals['_TASKFAILED']._serialized_start=1413
+  _globals['_TASKFAILED']._serialized_end=1547
+  _globals['_DRAINWORKER']._serialized_start=1549
+  _globals['_DRAINWORKER']._serialized_end=1562
+  _globals['_WORKERREGISTERED']._serialized_start=1564
+  _globals['_WORKERREGISTERED']._serialized_end=1668
+  _globals['_TASKASSIGNMENT']._serialized_start=1671
+  _globals['_TASKASSIGNMENT']._serialized_end=2155
+  _globals['_CANCELTASK']._serialized_start=2157
+  _globals['_CANCELTASK']._serialized_end=2203
 # @@protoc_insertion_point(module_scope)

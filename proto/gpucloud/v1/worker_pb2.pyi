@@ -139,23 +139,95 @@ class WorkerModel(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     OWNED_BY_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Model id clients ask for."""
     owned_by: _builtins.str
     """Owner shown in the model list, e.g. "meta-llama"."""
+    @_builtins.property
+    def capabilities(self) -> Global___ModelCapabilities:
+        """What the worker can do with this model; unset: a chat model with none of
+        the optional features.
+        """
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         owned_by: _builtins.str = ...,
+        capabilities: Global___ModelCapabilities | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "owned_by", b"owned_by"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "id", b"id", "owned_by", b"owned_by"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkerModel: _TypeAlias = WorkerModel  # noqa: Y015
+
+@_typing.final
+class ModelCapabilities(_message.Message):
+    """What a worker can do with one model. The core admits a request only when a
+    worker serving its model declares everything the request needs.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMBEDDINGS_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    JSON_SCHEMA_FIELD_NUMBER: _builtins.int
+    LOGPROBS_FIELD_NUMBER: _builtins.int
+    MAX_CONTEXT_TOKENS_FIELD_NUMBER: _builtins.int
+    IMAGE_INPUT_FIELD_NUMBER: _builtins.int
+    AUDIO_INPUT_FIELD_NUMBER: _builtins.int
+    FILE_INPUT_FIELD_NUMBER: _builtins.int
+    EMBEDDING_DIMENSIONS_FIELD_NUMBER: _builtins.int
+    VARIABLE_DIMENSIONS_FIELD_NUMBER: _builtins.int
+    COMPLETIONS_FIELD_NUMBER: _builtins.int
+    embeddings: _builtins.bool
+    """An embedding model: it serves CreateEmbedding and nothing else."""
+    tools: _builtins.bool
+    """Honours tools and tool_choice, and returns tool calls."""
+    json_schema: _builtins.bool
+    """Honours response_format json_object and json_schema."""
+    logprobs: _builtins.bool
+    """Returns logprobs and top_logprobs."""
+    max_context_tokens: _builtins.int
+    """Prompt plus completion tokens the model takes; 0 when unknown."""
+    image_input: _builtins.bool
+    """Takes image content parts."""
+    audio_input: _builtins.bool
+    """Takes audio content parts."""
+    file_input: _builtins.bool
+    """Takes file content parts."""
+    embedding_dimensions: _builtins.int
+    """An embedding model's vector length; 0 when unknown."""
+    variable_dimensions: _builtins.bool
+    """An embedding model that can return shorter vectors (Matryoshka)."""
+    completions: _builtins.bool
+    """Serves legacy text completions (CreateCompletion)."""
+    def __init__(
+        self,
+        *,
+        embeddings: _builtins.bool = ...,
+        tools: _builtins.bool = ...,
+        json_schema: _builtins.bool = ...,
+        logprobs: _builtins.bool = ...,
+        max_context_tokens: _builtins.int = ...,
+        image_input: _builtins.bool = ...,
+        audio_input: _builtins.bool = ...,
+        file_input: _builtins.bool = ...,
+        embedding_dimensions: _builtins.int = ...,
+        variable_dimensions: _builtins.bool = ...,
+        completions: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_input", b"audio_input", "completions", b"completions", "embedding_dimensions", b"embedding_dimensions", "embeddings", b"embeddings", "file_input", b"file_input", "image_input", b"image_input", "json_schema", b"json_schema", "logprobs", b"logprobs", "max_context_tokens", b"max_context_tokens", "tools", b"tools", "variable_dimensions", b"variable_dimensions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelCapabilities: _TypeAlias = ModelCapabilities  # noqa: Y015
 
 @_typing.final
 class RegisterWorker(_message.Message):
@@ -261,6 +333,8 @@ class TaskChunk(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    LOGPROBS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """Task id from the assignment."""
     attempt: _builtins.int
@@ -275,6 +349,14 @@ class TaskChunk(_message.Message):
     """Prompt tokens the backend processed; set on a task's first chunk, so a task
     cancelled mid-stream is billed for its prompt too.
     """
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_chat_pb2.ToolCallDelta]:
+        """Pieces of tool calls of this choice."""
+
+    @_builtins.property
+    def logprobs(self) -> _containers.RepeatedCompositeFieldContainer[_chat_pb2.TokenLogprob]:
+        """With sampling.logprobs: one entry per token of `text`."""
+
     def __init__(
         self,
         *,
@@ -284,10 +366,12 @@ class TaskChunk(_message.Message):
         text: _builtins.str = ...,
         tokens: _builtins.int = ...,
         prompt_tokens: _builtins.int = ...,
+        tool_calls: _abc.Iterable[_chat_pb2.ToolCallDelta] | None = ...,
+        logprobs: _abc.Iterable[_chat_pb2.TokenLogprob] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "index", b"index", "prompt_tokens", b"prompt_tokens", "task_id", b"task_id", "text", b"text", "tokens", b"tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "index", b"index", "logprobs", b"logprobs", "prompt_tokens", b"prompt_tokens", "task_id", b"task_id", "text", b"text", "tokens", b"tokens", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -303,6 +387,7 @@ class TaskDone(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     CHOICES_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    EMBEDDINGS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """Task id from the assignment."""
     attempt: _builtins.int
@@ -319,6 +404,10 @@ class TaskDone(_message.Message):
         at usage.prompt_tokens.
         """
 
+    @_builtins.property
+    def embeddings(self) -> _containers.RepeatedCompositeFieldContainer[_chat_pb2.Embedding]:
+        """An embedding task's vectors, one per input."""
+
     def __init__(
         self,
         *,
@@ -326,10 +415,11 @@ class TaskDone(_message.Message):
         attempt: _builtins.int = ...,
         choices: _abc.Iterable[_chat_pb2.ChoiceFinish] | None = ...,
         usage: _chat_pb2.Usage | None = ...,
+        embeddings: _abc.Iterable[_chat_pb2.Embedding] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "choices", b"choices", "task_id", b"task_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "choices", b"choices", "embeddings", b"embeddings", "task_id", b"task_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -439,19 +529,50 @@ class TaskAssignment(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     SAMPLING_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TOOL_CHOICE_FIELD_NUMBER: _builtins.int
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    COMPLETION_FIELD_NUMBER: _builtins.int
+    EMBEDDING_INPUTS_FIELD_NUMBER: _builtins.int
+    EMBEDDING_DIMENSIONS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """Unique task id."""
     attempt: _builtins.int
     """Attempt number, starting at 1; echoed in every TaskChunk/TaskDone/TaskFailed."""
     model: _builtins.str
     """Model to run."""
+    parallel_tool_calls: _builtins.bool
+    """Chat: whether several tool calls may come in one turn (default true)."""
+    embedding_dimensions: _builtins.int
+    """Embedding task: the vector length asked for; 0 means the model's own."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_chat_pb2.ChatMessage]:
-        """The conversation."""
+        """The conversation; empty for a text completion or an embedding task."""
 
     @_builtins.property
     def sampling(self) -> _chat_pb2.SamplingParams:
         """Sampling parameters."""
+
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[_chat_pb2.Tool]:
+        """Chat: functions the model may call."""
+
+    @_builtins.property
+    def tool_choice(self) -> _chat_pb2.ToolChoice:
+        """Chat: the tool choice."""
+
+    @_builtins.property
+    def response_format(self) -> _chat_pb2.ResponseFormat:
+        """Chat: the output format."""
+
+    @_builtins.property
+    def completion(self) -> _chat_pb2.CompletionPrompt:
+        """Set for a legacy text completion."""
+
+    @_builtins.property
+    def embedding_inputs(self) -> _containers.RepeatedCompositeFieldContainer[_chat_pb2.EmbeddingInput]:
+        """Set for an embedding task: the inputs, whose vectors TaskDone returns."""
 
     def __init__(
         self,
@@ -461,12 +582,21 @@ class TaskAssignment(_message.Message):
         model: _builtins.str = ...,
         messages: _abc.Iterable[_chat_pb2.ChatMessage] | None = ...,
         sampling: _chat_pb2.SamplingParams | None = ...,
+        tools: _abc.Iterable[_chat_pb2.Tool] | None = ...,
+        tool_choice: _chat_pb2.ToolChoice | None = ...,
+        parallel_tool_calls: _builtins.bool | None = ...,
+        response_format: _chat_pb2.ResponseFormat | None = ...,
+        completion: _chat_pb2.CompletionPrompt | None = ...,
+        embedding_inputs: _abc.Iterable[_chat_pb2.EmbeddingInput] | None = ...,
+        embedding_dimensions: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["sampling", b"sampling"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "completion", b"completion", "parallel_tool_calls", b"parallel_tool_calls", "response_format", b"response_format", "sampling", b"sampling", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "messages", b"messages", "model", b"model", "sampling", b"sampling", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "attempt", b"attempt", "completion", b"completion", "embedding_dimensions", b"embedding_dimensions", "embedding_inputs", b"embedding_inputs", "messages", b"messages", "model", b"model", "parallel_tool_calls", b"parallel_tool_calls", "response_format", b"response_format", "sampling", b"sampling", "task_id", b"task_id", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
+    _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel_tool_calls) -> _WhichOneofReturnType__parallel_tool_calls | None: ...
 
 Global___TaskAssignment: _TypeAlias = TaskAssignment  # noqa: Y015
 

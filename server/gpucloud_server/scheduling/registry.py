@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from gpucloud_server.scheduling.capabilities import CHAT_MODEL, Capabilities
 from gpucloud_server.scheduling.prefix import LOAD_SLACK, PrefixMemory
 from gpucloud_server.scheduling.seams import ChannelFactory, TaskChannel
 
@@ -51,6 +52,11 @@ class WorkerInfo:
     models: tuple[tuple[str, str], ...]  # (model id, owned by)
     slots: int
     speed: float
+    # model id -> what the worker can do with it; a model left out is a plain chat model
+    capabilities: Mapping[str, Capabilities] = field(default_factory=dict)
+
+    def offers(self, model: str) -> Capabilities:
+        return self.capabilities.get(model, CHAT_MODEL)
 
 
 @dataclass(eq=False, slots=True)
@@ -138,6 +144,10 @@ class Registry:
             for w in self._workers.values()
             if w.state in (WorkerState.ONLINE, WorkerState.UNHEALTHY) and w.serves(model)
         ]
+
+    def offers(self, model: str) -> list[Capabilities]:
+        """What each worker serving `model` (as `serving` counts them) can do with it."""
+        return [w.info.offers(model) for w in self.serving(model)]
 
     def models_with_capacity(self) -> set[str]:
         return {m for w in self._workers.values() if w.can_take() for m, _ in w.info.models}

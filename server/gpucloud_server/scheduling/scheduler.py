@@ -236,9 +236,11 @@ class Scheduler:
         prompt_tokens: int,
         completion_tokens: int,
         cached_tokens: int = 0,
+        embeddings: tuple[object, ...] = (),
     ) -> None:
         """A task completed; `reasons` are (choice index, FinishReason value);
-        `cached_tokens` of the prompt came from the worker's prefix cache."""
+        `cached_tokens` of the prompt came from the worker's prefix cache; `embeddings`
+        are an embedding task's vectors."""
         task = self._owned(worker, ref)
         if task is None:
             return
@@ -247,7 +249,7 @@ class Scheduler:
         completion = completion_tokens or task.relayed_tokens
         cached = max(0, min(cached_tokens, prompt_tokens))  # a worker's word, bounded
         task.events.put_nowait(
-            Finished(reasons, prompt_tokens, completion, task.ttft_ms or 0, cached)
+            Finished(reasons, prompt_tokens, completion, task.ttft_ms or 0, cached, embeddings)
         )
         worker.tasks_completed += 1
         worker.failures_in_a_row = 0

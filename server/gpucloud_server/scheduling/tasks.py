@@ -65,8 +65,13 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
+    """Output of one choice. `tool_calls` and `logprobs` are the contract's pieces
+    (ToolCallDelta, TokenLogprob), relayed untouched."""
+
     index: int
     text: str
+    tool_calls: tuple[object, ...] = ()
+    logprobs: tuple[object, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,7 @@ class Finished:
     completion_tokens: int
     time_to_first_token_ms: int
     cached_tokens: int = 0  # of prompt_tokens, served from the worker's prefix cache
+    embeddings: tuple[object, ...] = ()  # an embedding task's vectors (contract Embedding)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import hmac
 import math
-from collections.abc import AsyncIterator, Sequence
-from typing import TypeAlias, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableSequence
+from typing import TypeAlias, TypeVar, cast
 
 import grpc
 
 from gpucloud.v1 import chat_pb2, scheduler_pb2, scheduler_pb2_grpc, worker_pb2
 from gpucloud_server.errors import GpucloudError, InvalidArgument, Unauthenticated
 from gpucloud_server.principal import KeyAuthority, KeyPrincipal, LimitDecision, RateLimiter
+from gpucloud_server.scheduling import capabilities
+from gpucloud_server.scheduling.capabilities import Needs
 from gpucloud_server.scheduling.outbox import Assign, WorkerMessage
 from gpucloud_server.scheduling.prefix import block_hashes
 from gpucloud_server.scheduling.registry import Gpu, GpuReading, Worker, WorkerInfo
@@ -29,7 +31,7 @@ from gpucloud_server.scheduling.tasks import (
     TaskRef,
     TaskSpec,
 )
-from gpucloud_server.servicers import validation
+from gpucloud_server.servicers import admission, validation
 from gpucloud_server.servicers.metadata import REQUEST_ID, AnyContext, bearer_token, request_id
 
 REGISTER_TIMEOUT_S = 10.0
@@ -46,6 +48,19 @@ FAILURE_KINDS = {
 ChatContext: TypeAlias = grpc.aio.ServicerContext[
     scheduler_pb2.CreateChatCompletionRequest, scheduler_pb2.CreateChatCompletionResponse
 ]
+CompletionContext: TypeAlias = grpc.aio.ServicerContext[
+    scheduler_pb2.CreateCompletionRequest, scheduler_pb2.CreateCompletionResponse
+]
+EmbeddingContext: TypeAlias = grpc.aio.ServicerContext[
+    scheduler_pb2.CreateEmbeddingRequest, scheduler_pb2.CreateEmbeddingResponse
+]
+# What a task's payload is: the request it runs.
+Generation: TypeAlias = (
+    scheduler_pb2.CreateChatCompletionRequest
+    | scheduler_pb2.CreateCompletionRequest
+    | scheduler_pb2.CreateEmbeddingRequest
+)
+R = TypeVar("R", scheduler_pb2.CreateChatCompletionResponse, scheduler_pb2.CreateCompletionResponse)
 ModelsContext: TypeAlias = grpc.aio.ServicerContext[
     scheduler_pb2.ListModelsRequest, scheduler_pb2.ListModelsResponse
 ]
@@ -74,16 +89,77 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         request: scheduler_pb2.CreateChatCompletionRequest,
         context: ChatContext,
     ) -> AsyncIterator[scheduler_pb2.CreateChatCompletionResponse]:
+        async def admit(key: KeyPrincipal) -> None:
+            validation.check_chat_request(request)
+            key.check_model(request.model)
+            self._check_capabilities(request.model, admission.chat_needs(request))
+
+        prefix = block_hashes(request.model, ((m.role, m.content) for m in request.messages))
+        async for event in self._generate(
+            request, context, admit, prefix, scheduler_pb2.CreateChatCompletionResponse
+        ):
+            yield event
+
+    async def CreateCompletion(
+        self,
+        request: scheduler_pb2.CreateCompletionRequest,
+        context: CompletionContext,
+    ) -> AsyncIterator[scheduler_pb2.CreateCompletionResponse]:
+        async def admit(key: KeyPrincipal) -> None:
+            validation.check_completion_request(request)
+            key.check_model(request.model)
+            self._check_capabilities(request.model, admission.completion_needs(request))
+
+        prefix = block_hashes(request.model, (("prompt", p) for p in request.prompt.prompts[:1]))
+        async for event in self._generate(
+            request, context, admit, prefix, scheduler_pb2.CreateCompletionResponse
+        ):
+            yield event
+
+    async def CreateEmbedding(
+        self,
+        request: scheduler_pb2.CreateEmbeddingRequest,
+        context: EmbeddingContext,
+    ) -> scheduler_pb2.CreateEmbeddingResponse:
+        async def admit(key: KeyPrincipal) -> None:
+            validation.check_embedding_request(request)
+            key.check_model(request.model)
+            self._check_capabilities(request.model, admission.embedding_needs(request))
+
+        task, decision = await self._admit(request, context, admit, ())
+        try:
+            started, _, finished = await _wait_for_end(task)
+        except GpucloudError as error:
+            _repeat_limits(error, decision)
+            raise
+        finally:
+            self._scheduler.cancel(task)
+        return scheduler_pb2.CreateEmbeddingResponse(
+            started=_started(started),
+            data=cast(list[chat_pb2.Embedding], finished.embeddings),
+            usage=_usage(finished),
+        )
+
+    def _check_capabilities(self, model: str, needs: Needs) -> None:
+        capabilities.check(model, needs, self._scheduler.registry.offers(model))
+
+    async def _admit(
+        self,
+        request: Generation,
+        context: AnyContext,
+        admit: Callable[[KeyPrincipal], Awaitable[None]],
+        prefix: tuple[int, ...],
+    ) -> tuple[Task, LimitDecision]:
+        """Authenticates, checks `request` (`admit`), counts it against the key's limits
+        and queues it; a refusal before the count still tells the limits."""
         rid = request_id(context)
         secret = bearer_token(context)
         if secret is None:
             raise Unauthenticated("missing API key: send 'authorization: Bearer <key>'")
         key = await self._keys.authenticate(secret)
         try:
-            validation.check_chat_request(request)
-            key.check_model(request.model)
+            await admit(key)
         except GpucloudError as error:
-            # Refused before admission: it counts nothing, but still tells the limits.
             limits = await self._limiter.peek(key)
             await self._send_headers(context, rid, key, limits)
             _repeat_limits(error, limits)
@@ -93,18 +169,30 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         priority = (
             min(key.priority, request.priority) if request.HasField("priority") else key.priority
         )
-        prefix = block_hashes(request.model, ((m.role, m.content) for m in request.messages))
-        spec = TaskSpec(
-            request.model, priority, key, rid, (request.messages, request.sampling), prefix
-        )
+        spec = TaskSpec(request.model, priority, key, rid, request, prefix)
         try:
-            task = self._scheduler.submit(spec)
+            return self._scheduler.submit(spec), decision
+        except GpucloudError as error:
+            _repeat_limits(error, decision)
+            raise
+
+    async def _generate(
+        self,
+        request: scheduler_pb2.CreateChatCompletionRequest | scheduler_pb2.CreateCompletionRequest,
+        context: AnyContext,
+        admit: Callable[[KeyPrincipal], Awaitable[None]],
+        prefix: tuple[int, ...],
+        response: type[R],
+    ) -> AsyncIterator[R]:
+        """A chat or text completion's events, as `response` messages."""
+        task, decision = await self._admit(request, context, admit, prefix)
+        try:
             try:
                 if request.collect:
-                    yield await _collect(task)
+                    yield response(completed=await _collect(task))
                     return
                 async for event in self._follow(task):
-                    yield event
+                    yield _response(response, event)
             finally:
                 self._scheduler.cancel(task)
         except GpucloudError as error:
@@ -119,9 +207,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             ((REQUEST_ID, rid), ("x-key-id", key.key_id), *limits.headers().items())
         )
 
-    async def _follow(
-        self, task: Task
-    ) -> AsyncIterator[scheduler_pb2.CreateChatCompletionResponse]:
+    async def _follow(self, task: Task) -> AsyncIterator[Started | Delta | Finished | Queued]:
         loop = asyncio.get_running_loop()
         announced: int | None = None  # the position the caller last heard
         quiet_until = -math.inf  # no new position before then
@@ -137,7 +223,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 if position is not None and position.position != announced:
                     announced = position.position
                     quiet_until = loop.time() + POSITION_MIN_INTERVAL_S
-                    yield _queued(position)
+                    yield position
                 next_event = await self._event_or_queue_change(task, seen, quiet_until)
                 if next_event is None:
                     continue
@@ -148,7 +234,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 raise event.error
             if isinstance(event, Delta):
                 event, held = _coalesce(event, task)
-            yield _response(event)
+            yield event
             if isinstance(event, Finished):
                 return
 
@@ -188,7 +274,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             created, owned_by = registry.model_first_seen[model]
             entries.append(
                 scheduler_pb2.ModelEntry(
-                    id=model, owned_by=owned_by, created=int(created), workers=workers
+                    id=model,
+                    owned_by=owned_by,
+                    created=int(created),
+                    workers=workers,
+                    capabilities=admission.to_proto(admission.union(registry.offers(model))),
                 )
             )
         return scheduler_pb2.ListModelsResponse(models=entries)
@@ -245,7 +335,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         s = self._scheduler
         if kind == "chunk":
             c = message.chunk
-            delta = Delta(c.index, c.text)
+            delta = Delta(c.index, c.text, tuple(c.tool_calls), tuple(c.logprobs))
             ref = TaskRef(c.task_id, c.attempt)
             s.chunk(worker, ref, delta, tokens=c.tokens, prompt_tokens=c.prompt_tokens)
         elif kind == "heartbeat":
@@ -260,6 +350,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 prompt_tokens=d.usage.prompt_tokens,
                 completion_tokens=d.usage.completion_tokens,
                 cached_tokens=d.usage.prompt_tokens_details.cached_tokens,
+                embeddings=tuple(d.embeddings),
             )
         elif kind == "failed":
             f = message.failed
@@ -282,10 +373,10 @@ def _repeat_limits(error: GpucloudError, limits: LimitDecision) -> None:
     error.headers = {**limits.headers(), **error.headers}
 
 
-async def _collect(task: Task) -> scheduler_pb2.CreateChatCompletionResponse:
-    """Waits for the end of `task` and answers with all of it in one message."""
+async def _wait_for_end(task: Task) -> tuple[Started, list[Delta], Finished]:
+    """Waits for the end of `task`: how it started, its output, and how it ended."""
     started: Started | None = None
-    texts: dict[int, list[str]] = {}
+    deltas: list[Delta] = []
     while True:
         event = await task.events.get()
         if isinstance(event, Failed):
@@ -293,32 +384,67 @@ async def _collect(task: Task) -> scheduler_pb2.CreateChatCompletionResponse:
         if isinstance(event, Started):
             started = event
         elif isinstance(event, Delta):
-            texts.setdefault(event.index, []).append(event.text)
+            deltas.append(event)
         elif isinstance(event, Finished):
             assert started is not None, "a task finishes only after it started"
-            return scheduler_pb2.CreateChatCompletionResponse(
-                completed=scheduler_pb2.CompletedChatCompletion(
-                    started=_started(started),
-                    choices=[
-                        scheduler_pb2.ContentDelta(index=i, text="".join(parts))
-                        for i, parts in sorted(texts.items())
-                    ],
-                    finished=_finished(event),
-                )
-            )
+            return started, deltas, event
+
+
+async def _collect(task: Task) -> scheduler_pb2.CompletedChatCompletion:
+    """Waits for the end of `task`: all of it in one message, each choice's output joined
+    and its tool calls whole."""
+    started, deltas, finished = await _wait_for_end(task)
+    choices: dict[int, scheduler_pb2.ContentDelta] = {}
+    texts: dict[int, list[str]] = {}
+    for delta in deltas:
+        choice = choices.setdefault(delta.index, scheduler_pb2.ContentDelta(index=delta.index))
+        texts.setdefault(delta.index, []).append(delta.text)
+        choice.logprobs.extend(cast(list[chat_pb2.TokenLogprob], delta.logprobs))
+        for piece in cast(list[chat_pb2.ToolCallDelta], delta.tool_calls):
+            _join_tool_call(choice.tool_calls, piece)
+    for index, parts in texts.items():
+        choices[index].text = "".join(parts)
+    return scheduler_pb2.CompletedChatCompletion(
+        started=_started(started),
+        choices=[choices[i] for i in sorted(choices)],
+        finished=_finished(finished),
+    )
+
+
+def _join_tool_call(
+    calls: MutableSequence[chat_pb2.ToolCallDelta], piece: chat_pb2.ToolCallDelta
+) -> None:
+    for call in calls:
+        if call.index == piece.index:
+            call.id = call.id or piece.id
+            call.name = call.name or piece.name
+            call.arguments += piece.arguments
+            return
+    calls.append(chat_pb2.ToolCallDelta(
+        index=piece.index, id=piece.id, name=piece.name, arguments=piece.arguments
+    ))  # fmt: skip
 
 
 def _coalesce(first: Delta, task: Task) -> tuple[Delta, Event | None]:
     """Joins the deltas of one choice already waiting behind `first` into one message, so
-    a caller that fell behind catches up in fewer, larger messages. Returns the first
-    event that does not join, if one was taken."""
-    texts = [first.text]
+    a caller that fell behind catches up in fewer, larger messages; tool-call pieces never
+    join (each is one OpenAI chunk). Returns the first event that does not join, if one
+    was taken."""
+    if first.tool_calls:
+        return first, None
+    joined = [first]
+    held: Event | None = None
     while not task.events.empty():
         event = task.events.get_nowait()
-        if not (isinstance(event, Delta) and event.index == first.index):
-            return Delta(first.index, "".join(texts)), event
-        texts.append(event.text)
-    return (first if len(texts) == 1 else Delta(first.index, "".join(texts))), None
+        if not (isinstance(event, Delta) and event.index == first.index and not event.tool_calls):
+            held = event
+            break
+        joined.append(event)
+    if len(joined) == 1:
+        return first, held
+    text = "".join(d.text for d in joined)
+    logprobs = tuple(lp for d in joined for lp in d.logprobs)
+    return Delta(first.index, text, (), logprobs), held
 
 
 def _worker_info(reg: worker_pb2.RegisterWorker) -> WorkerInfo:
@@ -333,6 +459,11 @@ def _worker_info(reg: worker_pb2.RegisterWorker) -> WorkerInfo:
         models=tuple((m.id, m.owned_by or "gpucloud") for m in reg.models[:256]),
         slots=min(reg.slots, 4096),
         speed=reg.speed,
+        capabilities={
+            m.id: admission.from_proto(m.capabilities)
+            for m in reg.models[:256]
+            if m.HasField("capabilities")
+        },
     )
 
 
@@ -346,24 +477,23 @@ def _reading(g: worker_pb2.GpuMetrics) -> GpuReading:
     )
 
 
-def _queued(position: Queued) -> scheduler_pb2.CreateChatCompletionResponse:
-    return scheduler_pb2.CreateChatCompletionResponse(
-        queued=scheduler_pb2.QueuePosition(position=position.position, waited_ms=position.waited_ms)
-    )
-
-
-def _response(
-    event: Started | Delta | Finished | Queued,
-) -> scheduler_pb2.CreateChatCompletionResponse:
+def _response(response: type[R], event: Started | Delta | Finished | Queued) -> R:
     if isinstance(event, Delta):
-        return scheduler_pb2.CreateChatCompletionResponse(
-            delta=scheduler_pb2.ContentDelta(index=event.index, text=event.text)
+        return response(
+            delta=scheduler_pb2.ContentDelta(
+                index=event.index,
+                text=event.text,
+                tool_calls=cast(list[chat_pb2.ToolCallDelta], event.tool_calls),
+                logprobs=cast(list[chat_pb2.TokenLogprob], event.logprobs),
+            )
         )
     if isinstance(event, Started):
-        return scheduler_pb2.CreateChatCompletionResponse(started=_started(event))
+        return response(started=_started(event))
     if isinstance(event, Finished):
-        return scheduler_pb2.CreateChatCompletionResponse(finished=_finished(event))
-    return _queued(event)
+        return response(finished=_finished(event))
+    return response(
+        queued=scheduler_pb2.QueuePosition(position=event.position, waited_ms=event.waited_ms)
+    )
 
 
 def _started(event: Started) -> scheduler_pb2.TaskStarted:
@@ -376,13 +506,17 @@ def _started(event: Started) -> scheduler_pb2.TaskStarted:
     )
 
 
-def _finished(event: Finished) -> scheduler_pb2.CompletionFinished:
-    usage = chat_pb2.Usage(
+def _usage(event: Finished) -> chat_pb2.Usage:
+    return chat_pb2.Usage(
         prompt_tokens=event.prompt_tokens,
         completion_tokens=event.completion_tokens,
         total_tokens=event.prompt_tokens + event.completion_tokens,
         prompt_tokens_details=chat_pb2.PromptTokensDetails(cached_tokens=event.cached_tokens),
     )
+
+
+def _finished(event: Finished) -> scheduler_pb2.CompletionFinished:
+    usage = _usage(event)
     choices = [chat_pb2.ChoiceFinish(index=i, reason=r) for i, r in event.reasons]  # type: ignore[arg-type]
     return scheduler_pb2.CompletionFinished(
         choices=choices, usage=usage, time_to_first_token_ms=event.time_to_first_token_ms
@@ -391,19 +525,28 @@ def _finished(event: Finished) -> scheduler_pb2.CompletionFinished:
 
 def _to_worker(message: WorkerMessage) -> scheduler_pb2.WorkerSessionResponse:
     if isinstance(message, Assign):
-        messages, sampling = cast(
-            tuple[Sequence[chat_pb2.ChatMessage], chat_pb2.SamplingParams],
-            message.task.spec.payload,
+        task = message.task
+        assign = worker_pb2.TaskAssignment(
+            task_id=task.id, attempt=message.attempt, model=task.model
         )
-        return scheduler_pb2.WorkerSessionResponse(
-            assign=worker_pb2.TaskAssignment(
-                task_id=message.task.id,
-                attempt=message.attempt,
-                model=message.task.model,
-                messages=messages,
-                sampling=sampling,
-            )
-        )
+        request = cast(Generation, task.spec.payload)
+        if isinstance(request, scheduler_pb2.CreateChatCompletionRequest):
+            assign.messages.extend(request.messages)
+            assign.sampling.CopyFrom(request.sampling)
+            assign.tools.extend(request.tools)
+            if request.HasField("tool_choice"):
+                assign.tool_choice.CopyFrom(request.tool_choice)
+            if request.HasField("parallel_tool_calls"):
+                assign.parallel_tool_calls = request.parallel_tool_calls
+            if request.HasField("response_format"):
+                assign.response_format.CopyFrom(request.response_format)
+        elif isinstance(request, scheduler_pb2.CreateCompletionRequest):
+            assign.completion.CopyFrom(request.prompt)
+            assign.sampling.CopyFrom(request.sampling)
+        else:
+            assign.embedding_inputs.extend(request.inputs)
+            assign.embedding_dimensions = request.dimensions
+        return scheduler_pb2.WorkerSessionResponse(assign=assign)
     return scheduler_pb2.WorkerSessionResponse(
         cancel=worker_pb2.CancelTask(task_id=message.ref.task_id, attempt=message.ref.attempt)
     )

@@ -17,6 +17,8 @@ from gpucloud_sim.sched import Seq
 from gpucloud_worker.backend import (
     BackendError,
     Chunk,
+    EmbeddingRequest,
+    Embeddings,
     ErrorKind,
     Finish,
     GenerationRequest,
@@ -107,6 +109,12 @@ class SimBackend:
     async def close(self) -> None:
         """Stops the engine's driver; open generations end when their iterators close."""
         await self._driver.close()
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """No model of this backend is an embedding model: the core sends it none."""
+        raise BackendError(
+            ErrorKind.INVALID_REQUEST, f"the model '{request.model}' is not an embedding model"
+        )
 
     async def health(self) -> Health:
         """Utilisation, memory and power of the timeline since the previous sample."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 
+from gpucloud_common.tokens import CHARS_PER_TOKEN, MESSAGE_TEMPLATE_TOKENS, REPLY_PRIMING_TOKENS
 from gpucloud_sim.kv import BLOCK_TOKENS
 from gpucloud_worker.backend import Message
-from gpucloud_worker.sim.text import CHARS_PER_TOKEN, MESSAGE_TEMPLATE_TOKENS, REPLY_PRIMING_TOKENS
 
 
 def prompt_tokens(messages: Iterable[Message]) -> Iterator[str]:

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 from collections.abc import Iterable
 
+from gpucloud_common.tokens import chat_tokens
 from gpucloud_worker.backend import Message
-
-# Prompt tokens are approximated as one token per CHARS_PER_TOKEN characters of
-# content (the usual rule of thumb for English with BPE tokenizers), plus the chat
-# template's tokens around each message and before the reply (OpenAI's cookbook
-# counts 3 per message and 3 to prime the reply; Llama 3's template uses 4-5).
-CHARS_PER_TOKEN = 4
-MESSAGE_TEMPLATE_TOKENS = 4
-REPLY_PRIMING_TOKENS = 3
 
 # A natural answer (no max_tokens) has this many sentences, in paragraphs of up to
 # PARAGRAPH_SENTENCES sentences. Each output word (with its punctuation) is a token,
@@ -64,11 +56,8 @@ _SENTENCE_ENDS = (".", "!", "?")
 
 
 def count_prompt_tokens(messages: Iterable[Message]) -> int:
-    """The sim's prompt token count: ceil(chars / 4) per message plus template tokens."""
-    total = REPLY_PRIMING_TOKENS
-    for message in messages:
-        total += MESSAGE_TEMPLATE_TOKENS + math.ceil(len(message.content) / CHARS_PER_TOKEN)
-    return total
+    """The sim's prompt token count, the core's estimate (gpucloud_common.tokens)."""
+    return chat_tokens(message.content for message in messages)
 
 
 def text_seed(*parts: object) -> int:
