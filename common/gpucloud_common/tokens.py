@@ -11,8 +11,10 @@ judges what the estimate lets through.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 CHARS_PER_TOKEN = 4
 MESSAGE_TEMPLATE_TOKENS = 4
@@ -31,3 +33,17 @@ def chat_tokens(message_texts: Iterable[str]) -> int:
     for text in message_texts:
         total += MESSAGE_TEMPLATE_TOKENS + text_tokens(text)
     return total
+
+
+def tool_call_text(name: str, arguments: str) -> str:
+    """What an assistant message's tool call adds to the message's text."""
+    return name + arguments
+
+
+def tools_text(tools: Iterable[tuple[str, str, Mapping[str, Any]]]) -> str:
+    """The tool definitions (name, description, JSON Schema parameters) as the text of one
+    more message: the schema in canonical JSON, so that whoever parsed it counts alike."""
+    return "".join(
+        name + description + json.dumps(parameters, sort_keys=True, separators=(",", ":"))
+        for name, description, parameters in tools
+    )

@@ -4,10 +4,12 @@ worker's ModelCapabilities say, as plain values."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from gpucloud.v1 import chat_pb2, scheduler_pb2, worker_pb2
-from gpucloud_common.tokens import chat_tokens, text_tokens
+from gpucloud_common.tokens import chat_tokens, text_tokens, tool_call_text, tools_text
 from gpucloud_server.scheduling.capabilities import Capabilities, Needs, TaskKind
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(Capabilities))
@@ -37,12 +39,19 @@ def message_texts(
     """Each message's text as the token estimate counts it (its content, refusal and tool
     calls), and the tools' definitions as one more."""
     texts = [
-        m.content + m.refusal + "".join(c.name + c.arguments for c in m.tool_calls)
+        m.content + m.refusal + "".join(tool_call_text(c.name, c.arguments) for c in m.tool_calls)
         for m in messages
     ]
     if tools:
-        texts.append("".join(t.name + t.description + t.parameters_json for t in tools))
+        definitions = ((t.name, t.description, _schema(t.parameters_json)) for t in tools)
+        texts.append(tools_text(definitions))
     return texts
+
+
+def _schema(text: str) -> dict[str, Any]:
+    """A tool's parameters, which validation checked to be a JSON object."""
+    value = json.loads(text) if text else {}
+    return value if isinstance(value, dict) else {}
 
 
 def chat_needs(request: scheduler_pb2.CreateChatCompletionRequest) -> Needs:
