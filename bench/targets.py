@@ -138,7 +138,7 @@ def product(
     grpc_port, http_port = free_port(), free_port()
     env = {"GPUCLOUD_JOIN_TOKEN": JOIN_TOKEN, "GPUCLOUD_QUEUE_CAPACITY": "100000"}
     if checkout is not None:
-        parts = ("proto", "server", "gateway", "worker_agent")
+        parts = ("proto", "server", "gateway", "worker_agent", "common", "simulator", "launcher")
         env["PYTHONPATH"] = os.pathsep.join(str(checkout.resolve() / part) for part in parts)
     with tempfile.TemporaryDirectory(prefix="gpucloud-bench-") as data:
         up = spawn(
