@@ -10,13 +10,14 @@ a microsecond more than the hand-written reads it replaced (about 8 µs in all).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+import orjson
 from starlette.requests import Request
 
 from gpucloud_gateway import validation as check
-from gpucloud_gateway.errors import invalid
+from gpucloud_gateway.errors import ApiError, invalid
 
 Schema = dict[str, Any]
 # The types of a member that pass unchecked, and its check of a present value.
@@ -118,6 +119,16 @@ class Boolean(Field):
         return check.flag(value, self.param)
 
 
+class Flag(Field):
+    """A boolean whose absence differs from false (the contract's `optional bool`)."""
+
+    json_type = {"type": "boolean"}
+    plain = frozenset({bool})
+
+    def check(self, value: Any) -> bool:
+        return check.flag(value, self.param)
+
+
 class StringList(Field):
     json_type = {"type": "array", "items": {"type": "string"}}
     absent = ()
@@ -166,23 +177,169 @@ def object_schema(fields: Sequence[Field]) -> Schema:
 
 
 class Object(Field):
-    """A nested object of declared fields; reads as their values."""
+    """A nested object of declared fields; reads as their values, or as what `into` makes
+    of them (a proto message)."""
 
-    def __init__(self, name: str, description: str, fields: Sequence[Field], **kw: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        fields: Sequence[Field],
+        *,
+        into: Callable[[dict[str, Any]], Any] | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(name, description, **kw)
         self.fields = tuple(fields)
         self._plan = _Plan(self.fields)
+        self._into = into
 
-    def check(self, value: Any) -> dict[str, Any]:
+    def check(self, value: Any) -> Any:
         if not isinstance(value, dict):
             raise check.type_error(self.param, "an object", value)
-        return self._plan.read(value)
+        values = self._plan.read(value)
+        return values if self._into is None else self._into(values)
 
     def schema(self) -> Schema:
         out = {**super().schema(), **object_schema(self.fields)}
         if not self.required:
             out["type"] = ["object", "null"]
         return out
+
+
+class Items(Field):
+    """An array whose items `item` checks. The item's params are this one's plus `[]`
+    (`tools[].function.name`); an error names the item at fault (`tools[2].function.name`)."""
+
+    json_type = {"type": "array"}
+    absent = ()
+
+    def __init__(self, name: str, description: str, item: Field, **kw: Any) -> None:
+        super().__init__(name, description, **kw)
+        self.item = item
+        self._template = f"{self.param}[]"
+
+    def check(self, value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise check.type_error(self.param, "an array", value)
+        read = self.item.check
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(read(item))
+            except ApiError as err:
+                raise located(err, self._template, f"{self.param}[{i}]") from None
+        return out
+
+    def schema(self) -> Schema:
+        return {**super().schema(), "items": self.item.schema()}
+
+
+def located(err: ApiError, template: str, where: str) -> ApiError:
+    """`err`, raised for an item declared at `template` (`tools[]`), about the item at `where`."""
+    if err.param is not None:
+        err.param = err.param.replace(template, where, 1)
+    err.message = err.message.replace(template, where, 1)
+    return err
+
+
+class Tagged(Field):
+    """An object whose `type` member picks the table of its other members (OpenAI's tagged
+    unions); reads as `(type, values)`, or as what `into` makes of them."""
+
+    json_type = {"type": "object"}
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        variants: Mapping[str, Sequence[Field]],
+        *,
+        into: Callable[[str, dict[str, Any]], Any] | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(name, description, **kw)
+        self.variants = {tag: tuple(fields) for tag, fields in variants.items()}
+        self._plans = {tag: _Plan(fields) for tag, fields in self.variants.items()}
+        self._into = into
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise check.type_error(self.param, "an object", value)
+        tag = value.get("type")
+        plan = self._plans.get(tag) if isinstance(tag, str) else None
+        if plan is None or not isinstance(tag, str):
+            where = f"{self.param}.type"
+            if tag is None:
+                raise check.missing(where)
+            allowed = " or ".join(f"'{t}'" for t in self.variants)
+            raise invalid(f"Invalid '{where}': expected {allowed}.", where, "invalid_value")
+        values = plan.read(value)
+        return (tag, values) if self._into is None else self._into(tag, values)
+
+    def schema(self) -> Schema:
+        options = []
+        for tag, fields in self.variants.items():
+            kind = String("type", f"`{tag}`.", required=True, enum=[tag])
+            options.append(object_schema([kind, *fields]))
+        if not self.required:
+            options.append({"type": "null"})
+        return {"description": self.description, "anyOf": options}
+
+
+class Refused(Field):
+    """A documented parameter that gpucloud cannot honour. Null, and the `accepted` values
+    (those asking for what it does anyway, such as a default), read as absent; any other
+    value is a 400 naming it, so that nothing asked for is silently dropped."""
+
+    def __init__(
+        self, name: str, description: str, why: str, *, accepted: Sequence[Any] = (), **kw: Any
+    ) -> None:
+        super().__init__(name, description, **kw)
+        self.why = why
+        self.accepted = tuple(accepted)
+
+    def check(self, value: Any) -> None:
+        # `type(...) is` first: True == 1 and False == 0 to Python, not to JSON.
+        if not any(type(value) is type(a) and value == a for a in self.accepted):
+            raise invalid(
+                f"The '{self.param}' parameter is not supported: {self.why}.",
+                self.param,
+                "unsupported_parameter",
+            )
+
+    def schema(self) -> Schema:
+        allowed = ", ".join(orjson.dumps(a).decode() for a in (*self.accepted, None))
+        return {
+            "description": f"{self.description} Not supported ({self.why}): only {allowed} "
+            "is accepted, anything else is a 400.",
+            "enum": [*self.accepted, None],
+        }
+
+
+class JsonText(Field):
+    """Any JSON object (a JSON Schema), passed on as JSON text with its keys in order."""
+
+    json_type = {"type": "object", "additionalProperties": True}
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, dict):
+            raise check.type_error(self.param, "an object", value)
+        return orjson.dumps(value).decode()
+
+
+class StringMap(Field):
+    """An object of string values."""
+
+    json_type = {"type": "object", "additionalProperties": {"type": "string"}}
+
+    def check(self, value: Any) -> dict[str, str]:
+        if not isinstance(value, dict):
+            raise check.type_error(self.param, "an object", value)
+        for key, item in value.items():
+            if not isinstance(item, str):
+                raise check.type_error(f"{self.param}.{key}", "a string", item)
+        return value
 
 
 class Body:

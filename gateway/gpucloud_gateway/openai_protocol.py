@@ -15,22 +15,11 @@ import orjson
 
 from gpucloud.v1 import chat_pb2, scheduler_pb2
 from gpucloud_gateway import openai_objects as objects
-from gpucloud_gateway.errors import invalid
-from gpucloud_gateway.fields import (
-    Body,
-    Boolean,
-    Field,
-    Integer,
-    Number,
-    Object,
-    Schema,
-    String,
-    object_schema,
-)
-from gpucloud_gateway.validation import INT64_MAX, INT64_MIN, UINT32_MAX, string, type_error
-
-# Roles whose messages may leave out `content` (an assistant's tool calls, a function's void).
-_CONTENT_OPTIONAL = frozenset({"assistant", "function"})
+from gpucloud_gateway import openai_params as p
+from gpucloud_gateway.chat_messages import MESSAGES
+from gpucloud_gateway.choices import Answer
+from gpucloud_gateway.fields import Body, Boolean, Flag, Integer, Refused, String
+from gpucloud_gateway.validation import UINT32_MAX
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,117 +29,28 @@ class ChatParams:
     request: scheduler_pb2.CreateChatCompletionRequest
     stream: bool
     include_usage: bool
+    obfuscate: bool
     n: int
+    logprobs: bool
 
 
-def _content(value: object, param: str, role: str) -> str:
-    """Message content: a string, or text parts joined; other part types are refused."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        if role in _CONTENT_OPTIONAL:
-            return ""
-        raise invalid(f"Missing required parameter: '{param}'.", param, "missing_required")
-    if not isinstance(value, list):
-        raise type_error(param, "a string or an array", value)
-    texts: list[str] = []
-    for j, part in enumerate(value):
-        where = f"{param}[{j}]"
-        if not isinstance(part, dict):
-            raise type_error(where, "an object", part)
-        if part.get("type") != "text":
-            raise invalid(
-                f"Invalid '{where}.type': only 'text' content parts are supported.",
-                f"{where}.type",
-                "unsupported_content",
-            )
-        text = string(part, "text", f"{where}.text", required=True)
-        texts.append(text or "")
-    return "".join(texts)
-
-
-class Messages(Field):
-    """`messages`: objects of a role, content (a string or text parts) and an optional name."""
-
-    def check(self, value: Any) -> list[chat_pb2.ChatMessage]:
-        if not isinstance(value, list):
-            raise type_error("messages", "an array", value)
-        out: list[chat_pb2.ChatMessage] = []
-        for i, message in enumerate(value):
-            where = f"messages[{i}]"
-            if not isinstance(message, dict):
-                raise type_error(where, "an object", message)
-            role = string(message, "role", f"{where}.role", required=True) or ""
-            content = _content(message.get("content"), f"{where}.content", role)
-            name = string(message, "name", f"{where}.name") or ""
-            call_id = string(message, "tool_call_id", f"{where}.tool_call_id") or ""
-            out.append(
-                chat_pb2.ChatMessage(role=role, content=content, name=name, tool_call_id=call_id)
-            )
-        return out
-
-    def schema(self) -> Schema:
-        text_part = object_schema(
-            [
-                String("type", "The part's type.", required=True, enum=["text"]),
-                String("text", "The text.", required=True),
-            ]
-        )
-        message = object_schema(
-            [
-                String(
-                    "role",
-                    "Who wrote the message.",
-                    required=True,
-                    example="user",
-                ),
-                String("content", "The text, or text parts that are joined."),  # replaced below
-                String("name", "An optional name of the participant."),
-            ]
-        )
-        message["properties"]["content"] = {
-            "description": "The text, or text parts that are joined; null only for the "
-            "assistant's and function's messages.",
-            "anyOf": [{"type": "string"}, {"type": "array", "items": text_part}, {"type": "null"}],
-        }
-        return {
-            "type": "array",
-            "items": message,
-            "description": self.description,
-        }
-
-
-class Stop(Field):
-    """`stop`: one sequence or several."""
-
-    absent = ()
-
-    def check(self, value: Any) -> list[str]:
-        if isinstance(value, str):
-            return [value]
-        if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-            raise type_error("stop", "a string or an array of strings", value)
-        return list(value)
-
-    def schema(self) -> Schema:
-        return {
-            "description": self.description,
-            "anyOf": [
-                {"type": "string"},
-                {"type": "array", "items": {"type": "string"}},
-                {"type": "null"},
-            ],
-        }
-
-
-# The create-chat-completion body; `model` first, as it is the first thing checked. Unknown
-# OpenAI parameters are ignored; the bounds of the values are the core's.
+# The create-chat-completion body: `model` first, as it is the first thing checked, then the
+# API reference's order. Every documented parameter is read: honoured, or refused by a 400
+# naming it (`Refused`); members the reference does not document are ignored.
 CHAT_REQUEST = Body(
     "CreateChatCompletionRequest",
-    "A chat completion request (OpenAI's schema; the fields below are those honoured).",
+    "A chat completion request: OpenAI's schema, every documented parameter honoured or "
+    "refused with a 400 naming it. Members OpenAI does not document (other servers' "
+    "extensions) are ignored.",
     [
         String("model", "The model to answer with.", required=True, example="sim-small"),
-        Messages("messages", "The conversation so far.", required=True),
+        MESSAGES,
+        Refused("audio", "Audio output.", "gpucloud answers with text only"),
+        p.FREQUENCY_PENALTY,
+        Refused("function_call", "Legacy tool choice.", "deprecated; send 'tool_choice'"),
+        Refused("functions", "Legacy tools.", "deprecated; send 'tools'"),
+        p.LOGIT_BIAS,
+        Boolean("logprobs", "Return the log probability of each output token."),
         Integer(
             "max_completion_tokens",
             "Most tokens to generate; wins over `max_tokens`.",
@@ -158,30 +58,55 @@ CHAT_REQUEST = Body(
             UINT32_MAX,
         ),
         Integer("max_tokens", "Most tokens to generate (legacy name).", 1, UINT32_MAX),
-        Integer("n", "How many choices to generate.", 1, UINT32_MAX, example=1),
-        Integer("seed", "Seed for sampling, where the backend supports it.", INT64_MIN, INT64_MAX),
-        Stop("stop", "Sequences where generation stops."),
+        p.METADATA,
+        Refused(
+            "modalities",
+            "Output modalities.",
+            "gpucloud answers with text only",
+            accepted=[["text"]],
+        ),
+        p.N,
+        Flag("parallel_tool_calls", "Whether the model may call several tools at once."),
+        Refused("prediction", "Predicted output.", "no backend takes a prediction"),
+        p.PRESENCE_PENALTY,
+        String(
+            "prompt_cache_key",
+            "A caching hint; accepted, as the scheduler already sends a prompt to the worker "
+            "that holds its prefix.",
+        ),
+        Refused(
+            "reasoning_effort",
+            "How long a reasoning model thinks.",
+            "the models do not reason",
+            accepted=["none"],
+        ),
+        p.RESPONSE_FORMAT,
+        String("safety_identifier", "An end-user id; stands for `user` when that is absent."),
+        p.SEED,
+        Refused(
+            "service_tier",
+            "The processing tier.",
+            "gpucloud has one tier, its queue priorities aside",
+            accepted=["auto", "default"],
+        ),
+        p.STOP,
+        Refused(
+            "store",
+            "Keep the completion for later retrieval.",
+            "gpucloud keeps no completions",
+            accepted=[False],
+        ),
         Boolean("stream", "Stream the answer as server-sent events."),
-        Object(
-            "stream_options",
-            "Options of a streamed answer; only with `stream: true`.",
-            [
-                Boolean(
-                    "include_usage",
-                    "Send a last chunk with the usage (and `usage: null` on the others).",
-                    param="stream_options.include_usage",
-                )
-            ],
-        ),
-        Number("temperature", "Sampling temperature.", example=0.7),
-        Number("top_p", "Nucleus sampling probability mass."),
-        String("user", "An end-user id, for abuse monitoring."),
-        Integer(
-            "priority",
-            "Extension: the queue priority; may lower, never raise, the key's own.",
-            0,
-            UINT32_MAX,
-        ),
+        p.STREAM_OPTIONS,
+        p.TEMPERATURE,
+        p.ToolChoice("tool_choice", "Whether and which tool the model must call."),
+        p.TOOLS,
+        Integer("top_logprobs", "With `logprobs`: alternatives per token, 0 to 20.", 0, UINT32_MAX),
+        p.TOP_P,
+        p.USER,
+        Refused("verbosity", "How long the answer is.", "no backend takes it", accepted=["medium"]),
+        Refused("web_search_options", "Web search.", "gpucloud has no web search"),
+        p.PRIORITY,
     ],
     example={
         "model": "sim-small",
@@ -197,95 +122,117 @@ CHAT_REQUEST = Body(
 
 
 def _sampling(values: dict[str, Any]) -> chat_pb2.SamplingParams:
-    sampling = chat_pb2.SamplingParams(stop=values["stop"])
-    if (temperature := values["temperature"]) is not None:
-        sampling.temperature = temperature
-    if (top_p := values["top_p"]) is not None:
-        sampling.top_p = top_p
+    sampling = p.sampling(values)
     # The contract reads 0 as "the default", so an explicit 0 cannot travel: refused as < 1.
     limit = values["max_completion_tokens"]
     if limit is None:
         limit = values["max_tokens"]
     sampling.max_tokens = limit or 0
-    if (seed := values["seed"]) is not None:
-        sampling.seed = seed
-    sampling.n = values["n"] or 1
+    sampling.logprobs = values["logprobs"]
+    if (top := values["top_logprobs"]) is not None:
+        sampling.top_logprobs = top
     return sampling
 
 
 def parse_chat_request(raw: bytes) -> ChatParams:
-    """Shape-checks a /chat/completions body; unknown OpenAI parameters are ignored."""
+    """Shape-checks a /chat/completions body and maps it onto the contract."""
     values = CHAT_REQUEST.parse(raw)
     request = scheduler_pb2.CreateChatCompletionRequest(
-        model=values["model"] or "",
+        model=values["model"],
         messages=values["messages"],
         sampling=_sampling(values),
-        user=values["user"] or "",
+        user=values["user"] or values["safety_identifier"] or "",
+        tools=values["tools"],
+        metadata=values["metadata"] or {},
     )
     if (priority := values["priority"]) is not None:
         request.priority = priority
+    if (choice := values["tool_choice"]) is not None:
+        request.tool_choice.CopyFrom(choice)
+    if (parallel := values["parallel_tool_calls"]) is not None:
+        request.parallel_tool_calls = parallel
+    if (response_format := values["response_format"]) is not None:
+        request.response_format.CopyFrom(response_format)
     stream: bool = values["stream"]
-    options = values["stream_options"]
-    if options is not None and not stream:
-        raise invalid(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-            "stream_options",
-            "invalid_value",
-        )
+    options = p.checked_stream_options(values)
     request.collect = not stream  # a whole answer travels from the core as one message
     return ChatParams(
         request=request,
         stream=stream,
-        include_usage=bool(options and options["include_usage"]),
+        include_usage=options["include_usage"],
+        obfuscate=options["include_obfuscation"],
         n=request.sampling.n,
+        logprobs=request.sampling.logprobs,
     )
 
 
-def completion_body(
-    started: scheduler_pb2.TaskStarted,
-    texts: list[list[str]],
-    finished: scheduler_pb2.CompletionFinished,
-) -> bytes:
+def completion_body(answer: Answer, logprobs: bool) -> bytes:
     """The non-streaming `chat.completion` object, serialised."""
-    return orjson.dumps(objects.chat_completion(started, texts, finished))
+    return orjson.dumps(objects.chat_completion(answer, logprobs))
 
 
 class ChunkRenderer:
     """Renders the `chat.completion.chunk` SSE events of one completion."""
 
-    __slots__ = ("_created", "_id", "_include_usage", "_model", "_n")
+    __slots__ = ("_created", "_fingerprint", "_id", "_include_usage", "_model", "_n", "_obfuscate")
 
-    def __init__(self, started: scheduler_pb2.TaskStarted, n: int, include_usage: bool) -> None:
+    def __init__(self, started: scheduler_pb2.TaskStarted, params: ChatParams) -> None:
         self._id = objects.completion_id(started)
         self._created = started.created
         self._model = started.model
-        self._n = n
-        self._include_usage = include_usage
+        self._fingerprint = objects.fingerprint(started)
+        self._n = params.n
+        self._include_usage = params.include_usage
+        self._obfuscate = params.obfuscate
 
     def _event(
         self, choices: list[objects.ChunkChoice], usage: objects.CompletionUsage | None = None
     ) -> bytes:
         chunk = objects.chat_completion_chunk(
-            self._id, self._created, self._model, choices, self._include_usage, usage
+            self._id,
+            self._created,
+            self._model,
+            self._fingerprint,
+            choices,
+            self._include_usage,
+            usage,
         )
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
-    def roles(self) -> bytes:
+    def start(self) -> bytes:
         """The first chunk of each choice: the assistant role and empty content."""
         return b"".join(
             self._event([objects.chunk_choice(i, {"role": "assistant", "content": ""}, None)])
             for i in range(self._n)
         )
 
-    def delta(self, index: int, text: str) -> bytes:
-        """One token's chunk: the hot path, so it skips `_event`'s frame."""
+    def delta(self, delta: scheduler_pb2.ContentDelta) -> bytes:
+        """One piece of output: the hot path, so plain text skips the general builders."""
+        if delta.tool_calls or delta.logprobs or self._obfuscate:
+            return self._rich(delta)
         chunk = objects.chat_completion_chunk(
             self._id,
             self._created,
             self._model,
-            [objects.chunk_choice(index, {"content": text}, None)],
+            self._fingerprint,
+            [objects.chunk_choice(delta.index, {"content": delta.text}, None)],
             self._include_usage,
         )
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def _rich(self, delta: scheduler_pb2.ContentDelta) -> bytes:
+        logprobs = objects.choice_logprobs(delta.logprobs) if delta.logprobs else None
+        choice = objects.chunk_choice(delta.index, objects.choice_delta(delta), None, logprobs)
+        chunk = objects.chat_completion_chunk(
+            self._id,
+            self._created,
+            self._model,
+            self._fingerprint,
+            [choice],
+            self._include_usage,
+        )
+        if self._obfuscate:
+            chunk["obfuscation"] = p.obfuscation(delta.text)
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def finish(self, finished: scheduler_pb2.CompletionFinished) -> bytes:

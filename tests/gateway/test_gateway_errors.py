@@ -153,7 +153,7 @@ async def test_unreachable_core_is_503_with_a_generic_message(settings: GatewayS
         ({"model": MODEL, "messages": [*HELLO, {"role": 7, "content": "x"}]}, "messages[1].role"),
         ({"model": MODEL, "messages": [{"role": "user"}]}, "messages[0].content"),
         (
-            {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "video"}]}]},
             "messages[0].content[0].type",
         ),
         ({"model": MODEL, "messages": HELLO, "temperature": "hot"}, "temperature"),

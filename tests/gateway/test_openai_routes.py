@@ -55,13 +55,15 @@ async def test_non_streaming_completion_has_openai_shape_and_headers(
     response = await client.post("/v1/chat/completions", headers=AUTH, json=chat())
     assert response.status_code == 200
     body = response.json()
-    assert list(body) == ["id", "object", "created", "model", "choices", "usage"]
+    assert list(body) == [
+        "id", "object", "created", "model", "choices", "usage", "system_fingerprint"
+    ]  # fmt: skip
     assert body["id"] == "chatcmpl-task123"
     assert body["object"] == "chat.completion"
     assert body["choices"] == [
         {
             "index": 0,
-            "message": {"role": "assistant", "content": "Hello world"},
+            "message": {"role": "assistant", "content": "Hello world", "refusal": None},
             "logprobs": None,
             "finish_reason": "stop",
         }
