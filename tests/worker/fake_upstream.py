@@ -48,9 +48,19 @@ async def hang(writer: asyncio.StreamWriter) -> None:
     await asyncio.sleep(30)
 
 
-def delta(text: str, index: int = 0, finish: str | None = None) -> dict[str, Any]:
-    choice = {"index": index, "delta": {"content": text}, "finish_reason": finish}
-    return {"object": "chat.completion.chunk", "choices": [choice]}
+def delta(text: str, index: int = 0, finish: str | None = None, **choice: Any) -> dict[str, Any]:
+    """A chat chunk; `choice` adds to the choice (logprobs) or, as `tool_calls`, the delta."""
+    message: dict[str, Any] = {"content": text}
+    if "tool_calls" in choice:
+        message["tool_calls"] = choice.pop("tool_calls")
+    body = {"index": index, "delta": message, "finish_reason": finish, **choice}
+    return {"object": "chat.completion.chunk", "choices": [body]}
+
+
+def piece(text: str, index: int = 0, finish: str | None = None, **choice: Any) -> dict[str, Any]:
+    """A text completion chunk; `choice` adds to the choice (logprobs)."""
+    body = {"index": index, "text": text, "finish_reason": finish, **choice}
+    return {"object": "text_completion", "choices": [body]}
 
 
 class FakeUpstream:
@@ -58,6 +68,8 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.chat: Reply = sse(delta("hi", finish="stop"))
+        self.completions: Reply = sse(piece("hi", finish="stop"))
+        self.embeddings: Reply = status(200, {"data": [], "usage": {"prompt_tokens": 0}})
         self.models: Reply = status(200, {"object": "list", "data": [{"id": "m", "owned_by": "o"}]})
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self.port = 0
@@ -80,8 +92,17 @@ class FakeUpstream:
         body = await reader.readexactly(int(headers.get("content-length", 0)))
         self.requests.append((path, headers, orjson.loads(body) if body else None))
         with contextlib.suppress(ConnectionError):
-            await (self.models if path.endswith("/models") else self.chat)(writer)
+            await self._reply(path)(writer)
             await writer.drain()
+
+    def _reply(self, path: str) -> Reply:
+        if path.endswith("/models"):
+            return self.models
+        if path.endswith("/embeddings"):
+            return self.embeddings
+        if path.endswith("/completions") and not path.endswith("/chat/completions"):
+            return self.completions
+        return self.chat
 
 
 @contextlib.asynccontextmanager

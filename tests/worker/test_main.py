@@ -12,6 +12,7 @@ from fake_upstream import FakeUpstream
 from gpucloud_worker.backend import ModelOffer, WorkerDescription
 from gpucloud_worker.config import WorkerSettings
 from gpucloud_worker.main import build_backend, parser, settings
+from gpucloud_worker.openai_backend import CHAT_CAPABILITIES
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +46,7 @@ async def test_openai_models_discover_asks_the_upstream_like_no_flag(
     upstream: FakeUpstream, flags: list[str]
 ) -> None:
     description = await describe(openai_args(upstream, *flags))
-    assert description.models == (ModelOffer("m", "o"),)
+    assert description.models == (ModelOffer("m", "o", CHAT_CAPABILITIES),)
     assert [path for path, _, _ in upstream.requests] == ["/v1/models"]
 
 

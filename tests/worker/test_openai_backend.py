@@ -35,7 +35,11 @@ from gpucloud_worker.backend import (
     ModelOffer,
 )
 from gpucloud_worker.nvml import Nvml
-from gpucloud_worker.openai_backend import OpenAIBackend, estimate_prompt_tokens
+from gpucloud_worker.openai_backend import (
+    CHAT_CAPABILITIES,
+    OpenAIBackend,
+    estimate_prompt_tokens,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.llama]  # `make test-llama` runs these
 
@@ -83,7 +87,7 @@ async def test_discovers_the_model_the_server_serves(llama: LlamaServer) -> None
     backend = OpenAIBackend(llama.url, nvml=NO_GPU)
     description = await backend.start()
     await backend.close()
-    assert description.models == (ModelOffer(MODEL_ALIAS, "me"),)
+    assert description.models == (ModelOffer(MODEL_ALIAS, "me", CHAT_CAPABILITIES),)
     assert description.backend == "openai"
 
 

@@ -23,7 +23,11 @@ from gpucloud_worker.backend import (
     ModelOffer,
 )
 from gpucloud_worker.nvml import Nvml
-from gpucloud_worker.openai_backend import OpenAIBackend, estimate_prompt_tokens
+from gpucloud_worker.openai_backend import (
+    CHAT_CAPABILITIES,
+    OpenAIBackend,
+    estimate_prompt_tokens,
+)
 
 
 @pytest.fixture
@@ -80,7 +84,7 @@ async def test_discovers_models_with_their_owner(upstream: FakeUpstream) -> None
     backend = OpenAIBackend(f"http://127.0.0.1:{upstream.port}/v1", nvml=Nvml(None, ()))
     description = await backend.start()
     await backend.close()
-    assert description.models == (ModelOffer("m", "o"),)
+    assert description.models == (ModelOffer("m", "o", CHAT_CAPABILITIES),)
     assert (description.backend, description.gpus, description.slots) == ("openai", (), 8)
 
 

@@ -38,8 +38,72 @@ def model_ids(value: str) -> tuple[str, ...] | None:
     return ids
 
 
+# What an upstream may do with its chat models, as --capabilities names them (the fields
+# of ModelCapabilities). Content parts are not among them: the backend interface carries
+# message text only, so a worker that declared image input would drop the images.
+# All four are the default: vLLM, SGLang and llama.cpp's server do them all.
+CHAT_FEATURES = ("tools", "json_schema", "logprobs", "completions")
+_CONTENT_PARTS = ("image_input", "audio_input", "file_input")
+
+
+def chat_features(value: str) -> tuple[str, ...]:
+    """`--capabilities`: the features the upstream's chat models have ("" or none: none)."""
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    if names == ("none",):
+        return ()
+    parts = [n for n in names if n in _CONTENT_PARTS]
+    if parts:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(parts)}: the worker relays message text only, not content parts"
+        )
+    unknown = [n for n in names if n not in CHAT_FEATURES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown capability {', '.join(unknown)}: choose from "
+            f"{', '.join(CHAT_FEATURES)}, or none"
+        )
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingModel:
+    """An upstream model that embeds, and its vector length (0: unknown)."""
+
+    id: str
+    dimensions: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.id}:{self.dimensions}" if self.dimensions else self.id
+
+
+def embedding_models(value: str) -> tuple[EmbeddingModel, ...]:
+    """`--embedding-models`: ID[:DIMENSIONS],... The last `:` part is the length only
+    when it is a number, so Ollama's `nomic-embed-text:latest` is an id."""
+    models = []
+    for item in (i.strip() for i in value.split(",")):
+        if not item:
+            continue
+        head, _, tail = item.rpartition(":")
+        if head and tail.isdigit():
+            if int(tail) < 1:
+                raise argparse.ArgumentTypeError(f"{item!r}: dimensions must be at least 1")
+            models.append(EmbeddingModel(head, int(tail)))
+        else:
+            models.append(EmbeddingModel(item))
+    return tuple(models)
+
+
+def context_tokens(value: str) -> int:
+    """`--max-context`: a count of tokens, 0 for unknown."""
+    if not value.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a count of tokens")
+    return int(value)
+
+
 SIM_OPTIONS = ("gpu", "gpu_count", "precision", "speed", "seed")
-OPENAI_OPTIONS = ("upstream", "upstream_key", "slots")
+OPENAI_OPTIONS = (
+    "upstream", "upstream_key", "slots", "capabilities", "embedding_models", "max_context",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +183,30 @@ class WorkerOptions:
         None, flag="--upstream-key", env="GPUCLOUD_UPSTREAM_KEY", help="the upstream's API key"
     )
     slots: int = option(8, flag="--slots", help="concurrent requests to the upstream")
+    capabilities: tuple[str, ...] = option(
+        CHAT_FEATURES,
+        flag="--capabilities",
+        env="GPUCLOUD_CAPABILITIES",
+        parse=chat_features,
+        help="what the upstream's chat models do, comma-separated, or none; "
+        "the core refuses requests that need anything else",
+    )
+    embedding_models: tuple[EmbeddingModel, ...] = option(
+        (),
+        flag="--embedding-models",
+        env="GPUCLOUD_EMBEDDING_MODELS",
+        parse=embedding_models,
+        help="the upstream's embedding models, comma-separated ID[:DIMENSIONS], e.g. bge-small:384",
+        default_help="none",
+    )
+    max_context: int = option(
+        0,
+        flag="--max-context",
+        env="GPUCLOUD_MAX_CONTEXT",
+        parse=context_tokens,
+        help="tokens (prompt + completion) each model takes; 0: as the upstream's /models "
+        "says (vLLM's max_model_len, llama.cpp's n_ctx_train), or unknown",
+    )
 
     def settings(self, hostname: str) -> WorkerSettings:
         """The agent's settings; raises ValueError for a missing token or CA file."""

@@ -43,12 +43,19 @@ def settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> 
 def build_backend(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Backend:
     opts = options(args, env)
     if opts.backend == "openai":
+        from gpucloud_worker.backend import Capabilities
         from gpucloud_worker.openai_backend import OpenAIBackend
 
         if not opts.upstream:
             raise SystemExit("gpucloud worker: --backend openai needs --upstream URL")
         return OpenAIBackend(
-            opts.upstream, api_key=opts.upstream_key, models=opts.models, slots=opts.slots
+            opts.upstream,
+            api_key=opts.upstream_key,
+            models=opts.models,
+            slots=opts.slots,
+            capabilities=Capabilities(**dict.fromkeys(opts.capabilities, True)),
+            embedding_models={m.id: m.dimensions for m in opts.embedding_models},
+            max_context=opts.max_context,
         )
     from gpucloud_worker.sim import SimBackend
 

@@ -1,48 +1,60 @@
 """The `openai` backend: forwards tasks to an OpenAI-compatible inference server.
 
 Any server that speaks `/v1/models` and streaming `/v1/chat/completions` works
-(vLLM, SGLang, llama.cpp, Ollama, TGI). Token accounting: each content delta is
-relayed as one Chunk worth 1 token (servers stream one token per delta; a server
-that batches several per delta is under-counted there). The Finish carries the
-upstream's own usage when it sends a usage chunk (`stream_options.include_usage`),
-else the counted deltas and a prompt estimate (see `estimate_prompt_tokens`), which
-the first chunk carries too, for tasks that end before their Finish.
+(vLLM, SGLang, llama.cpp, Ollama, TGI); text completions go to `/v1/completions`,
+embeddings to `/v1/embeddings`. What the task sets is passed through
+(openai_requests) and what the upstream streams back relayed (openai_relay). The
+worker declares what its upstream can do, as its operator says (`--capabilities`,
+`--embedding-models`): the core then sends only what the upstream can honour, and
+what the upstream refuses anyway reaches the client as its own 400.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import asdict, replace
 from typing import Any
 
 import httpx
-import orjson
 
 from gpucloud_worker.backend import (
     BackendError,
+    Capabilities,
     Chunk,
     EmbeddingRequest,
     Embeddings,
     ErrorKind,
     Finish,
-    FinishReason,
     GenerationRequest,
     Health,
-    Message,
     ModelOffer,
     WorkerDescription,
 )
 from gpucloud_worker.nvml import Nvml, describe
+from gpucloud_worker.openai_errors import connection_failure, status_error
+from gpucloud_worker.openai_relay import Echo, Relay, decode, sse_data
+from gpucloud_worker.openai_requests import (
+    chat_body,
+    completion_body,
+    embeddings_body,
+    estimate_completion_prompt_tokens,
+    estimate_prompt_tokens,
+    upstream_echoes,
+)
+
+__all__ = ["CHAT_CAPABILITIES", "OpenAIBackend", "estimate_prompt_tokens"]
 
 log = logging.getLogger(__name__)
 
 BACKEND_NAME = "openai"
-_MAX_ERROR_CHARS = 500
 _TRAFFIC_WINDOW_S = 10.0  # two heartbeats
-_FINISH_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
+# What vLLM, SGLang and llama.cpp's server all do with a chat model.
+CHAT_CAPABILITIES = Capabilities(tools=True, json_schema=True, logprobs=True, completions=True)
 
 
 class OpenAIBackend:
@@ -51,6 +63,10 @@ class OpenAIBackend:
     `upstream` is the API base URL as the OpenAI SDK takes it, e.g.
     `http://127.0.0.1:8000/v1`. `models=None` discovers them from the upstream's
     `/models`, waiting up to `startup_timeout` seconds for it to answer.
+    `capabilities` are its chat models'; `embedding_models` maps the ids of those
+    that embed to their vector length (0: unknown), offered even where `models`
+    leaves them out. `max_context` is every model's context in tokens; 0 takes what
+    the upstream's `/models` says, if anything.
     """
 
     def __init__(
@@ -65,6 +81,9 @@ class OpenAIBackend:
         read_timeout: float = 300.0,
         health_timeout: float = 3.0,
         startup_timeout: float = 60.0,
+        capabilities: Capabilities = CHAT_CAPABILITIES,
+        embedding_models: Mapping[str, int] | None = None,
+        max_context: int = 0,
         nvml: Nvml | None = None,
     ) -> None:
         if slots < 1:
@@ -72,6 +91,9 @@ class OpenAIBackend:
         self._base_url = upstream.rstrip("/") + "/"
         self._api_key = api_key
         self._configured_models = tuple(models) if models is not None else None
+        self._capabilities = capabilities
+        self._embedding_models = dict(embedding_models or {})
+        self._max_context = max_context
         self._slots = slots
         self._speed = speed
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
@@ -99,7 +121,7 @@ class OpenAIBackend:
         log.info(
             "openai backend: upstream %s serves %s",
             self._base_url,
-            ", ".join(m.id for m in models),
+            "; ".join(f"{m.id} ({_summary(m.capabilities)})" for m in models),
         )
         return WorkerDescription(
             backend=BACKEND_NAME,
@@ -111,33 +133,60 @@ class OpenAIBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk | Finish, None]:
         client = self._require_client()
-        stream = _Stream(request.n, estimate_prompt_tokens(request.messages))
-        self._streams += 1
+        completion = request.completion
+        if completion is None:
+            calls = [("chat/completions", chat_body(request))]
+            relay = Relay(request.n, estimate_prompt_tokens(request.messages, request.tools))
+        else:
+            # One request per prompt, one after the other: llama-cpp-python, Ollama and
+            # TGI take a single prompt only, and some cut a stream to serve another.
+            calls = [
+                ("completions", completion_body(request, completion, p)) for p in completion.prompts
+            ]
+            prompts = [p for p in completion.prompts for _ in range(request.n)]  # by choice
+            echo = Echo(prompts, asked=upstream_echoes(request)) if completion.echo else None
+            relay = Relay(len(prompts), estimate_completion_prompt_tokens(completion), echo)
+        for number, (path, body) in enumerate(calls):
+            relay.begin(number * request.n)
+            async for chunk in self._stream(client, path, body, relay):
+                yield chunk
+        yield relay.finish()
+
+    async def _stream(
+        self, client: httpx.AsyncClient, path: str, body: dict[str, Any], relay: Relay
+    ) -> AsyncIterator[Chunk]:
+        """One upstream request's chunks, as `relay` reads them."""
         try:
             # Leaving this block by aclose() or cancellation closes the response
             # before it was read to the end, which drops the connection: that is
             # how the upstream learns to stop generating.
-            async with client.stream("POST", "chat/completions", json=request_body(request)) as r:
+            async with self._traffic(), client.stream("POST", path, json=body) as r:
                 if r.is_error:
-                    raise await _status_error(r)
-                self._last_traffic = time.monotonic()
-                async for data in _sse_data(r):
+                    raise await status_error(r)
+                async for data in sse_data(r):
                     self._last_traffic = time.monotonic()
                     if data == "[DONE]":
                         break
-                    for chunk in stream.feed(_decode(data)):
+                    for chunk in relay.feed(decode(data)):
                         yield chunk
         except httpx.HTTPError as error:
-            raise stream.failure(_describe(error)) from error
-        finally:
-            self._streams -= 1
-        yield stream.finish()
+            raise relay.failure(connection_failure(error)) from error
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
-        """No model of this backend is an embedding model: the core sends it none."""
-        raise BackendError(
-            ErrorKind.INVALID_REQUEST, f"the model '{request.model}' is not an embedding model"
-        )
+        dimensions = self._embedding_models.get(request.model)
+        if dimensions is None:  # the core sends none: the worker did not offer it so
+            raise BackendError(
+                ErrorKind.INVALID_REQUEST, f"the model '{request.model}' is not an embedding model"
+            )
+        client = self._require_client()
+        try:
+            async with self._traffic():
+                r = await client.post("embeddings", json=embeddings_body(request, dimensions))
+        except httpx.HTTPError as error:
+            raise BackendError(ErrorKind.RETRYABLE, connection_failure(error)) from error
+        if r.is_error:
+            raise await status_error(r)
+        return _embeddings(r, len(request.inputs))
 
     async def health(self) -> Health:
         nvml = self._nvml
@@ -164,6 +213,16 @@ class OpenAIBackend:
             raise BackendError(ErrorKind.INTERNAL, "openai backend used before start()")
         return self._client
 
+    @contextlib.asynccontextmanager
+    async def _traffic(self) -> AsyncIterator[None]:
+        """Marks a request to the upstream as under way, for `_streaming`."""
+        self._streams += 1
+        self._last_traffic = time.monotonic()
+        try:
+            yield
+        finally:
+            self._streams -= 1
+
     def _streaming(self) -> bool:
         """Whether a stream is flowing now, which proves the upstream alive without a probe.
 
@@ -183,8 +242,31 @@ class OpenAIBackend:
         return None
 
     async def _models(self) -> tuple[ModelOffer, ...]:
+        """The models offered: as configured or listed, and the embedding models."""
         if self._configured_models is not None:
-            return tuple(ModelOffer(id=m, owned_by="upstream") for m in self._configured_models)
+            listed = [(m, "upstream", 0) for m in self._configured_models]
+        else:
+            listed = await self._discover_in_time()
+        ids = {model_id for model_id, _, _ in listed}
+        unlisted = [m for m in self._embedding_models if m not in ids]
+        if unlisted and self._configured_models is None:
+            log.warning("upstream %s does not list %s", self._base_url, ", ".join(unlisted))
+        listed += [(m, "upstream", 0) for m in unlisted]
+        return tuple(self._offer(*model) for model in listed)
+
+    def _offer(self, model_id: str, owned_by: str, context: int) -> ModelOffer:
+        """A model and what it can do; a --max-context wins over what the upstream says."""
+        context = self._max_context or context
+        dimensions = self._embedding_models.get(model_id)
+        if dimensions is None:
+            capabilities = replace(self._capabilities, max_context_tokens=context)
+        else:
+            capabilities = Capabilities(
+                embeddings=True, embedding_dimensions=dimensions, max_context_tokens=context
+            )
+        return ModelOffer(model_id, owned_by, capabilities)
+
+    async def _discover_in_time(self) -> list[tuple[str, str, int]]:
         deadline = time.monotonic() + self._startup_timeout
         delay = 0.25
         while True:
@@ -200,15 +282,16 @@ class OpenAIBackend:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _discover(self) -> tuple[ModelOffer, ...]:
+    async def _discover(self) -> list[tuple[str, str, int]]:
+        """The upstream's models: id, owner and context (0: not said)."""
         response = await self._require_client().get("models", timeout=self._health_timeout)
         if response.is_error:
             raise BackendError(ErrorKind.RETRYABLE, f"GET /models: HTTP {response.status_code}")
         try:
-            models = tuple(
-                ModelOffer(id=str(e["id"]), owned_by=str(e.get("owned_by") or "upstream"))
+            models = [
+                (str(e["id"]), str(e.get("owned_by") or "upstream"), _context(e))
                 for e in response.json().get("data") or ()
-            )
+            ]
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise BackendError(ErrorKind.RETRYABLE, "GET /models: not a model list") from error
         if not models:
@@ -216,179 +299,42 @@ class OpenAIBackend:
         return models
 
 
-class _Stream:
-    """What one upstream stream has produced so far."""
-
-    def __init__(self, n: int, prompt_estimate: int) -> None:
-        self.n = n
-        # Carried by the first chunk, so that a task that never finishes is still
-        # billed for its prompt; the upstream's usage, if it comes, wins in the Finish.
-        self.prompt_estimate = prompt_estimate
-        self.deltas = 0
-        self.reasons: dict[int, FinishReason] = {}
-        self.usage: tuple[int, int, int] | None = None  # prompt, completion, cached
-
-    def feed(self, event: dict[str, Any]) -> list[Chunk]:
-        """The Chunks of one upstream event; notes its usage and finish reasons."""
-        try:
-            return self._feed(event)
-        except (AttributeError, TypeError, ValueError) as error:
-            raise httpx.DecodingError(f"malformed upstream event: {error}") from error
-
-    def _feed(self, event: dict[str, Any]) -> list[Chunk]:
-        if "error" in event:
-            raise self._event_error(event["error"])
-        usage = event.get("usage")
-        if isinstance(usage, dict):
-            # vLLM sends prompt_tokens_details only with --enable-prompt-tokens-details,
-            # as null otherwise; without it nothing is known to be cached.
-            details = usage.get("prompt_tokens_details")
-            cached = details.get("cached_tokens") if isinstance(details, dict) else None
-            self.usage = (
-                int(usage.get("prompt_tokens") or 0),
-                int(usage.get("completion_tokens") or 0),
-                int(cached or 0),
-            )
-        chunks: list[Chunk] = []
-        for choice in event.get("choices") or ():
-            index = int(choice.get("index") or 0)
-            content = (choice.get("delta") or {}).get("content")
-            if content:
-                prompt = 0 if self.deltas else self.prompt_estimate
-                self.deltas += 1
-                chunks.append(Chunk(index=index, text=content, tokens=1, prompt_tokens=prompt))
-            reason = choice.get("finish_reason")
-            if reason:
-                self.reasons[index] = _FINISH_REASONS.get(reason, FinishReason.STOP)
-        return chunks
-
-    def failure(self, message: str) -> BackendError:
-        """Before the first token the core may run the task elsewhere; after, it cannot."""
-        if self.deltas:
-            return BackendError(ErrorKind.INTERNAL, f"{message} after {self.deltas} token(s)")
-        return BackendError(ErrorKind.RETRYABLE, message)
-
-    def finish(self) -> Finish:
-        if not self.reasons:
-            # A clean end without a finish reason is the upstream failing this very
-            # request (llama-cpp-python does so on context overflow): no retry.
-            raise BackendError(ErrorKind.INTERNAL, "upstream ended the stream without finishing")
-        missing = [i for i in range(self.n) if i not in self.reasons]
-        if missing:
-            log.warning("upstream returned no choice %s of n=%d; ending it empty", missing, self.n)
-        reasons = tuple(self.reasons.get(i, FinishReason.STOP) for i in range(self.n))
-        if self.usage is not None:
-            prompt, completion, cached = self.usage
-        else:
-            prompt, completion, cached = self.prompt_estimate, self.deltas, 0
-        return Finish(
-            reasons=reasons,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cached_tokens=max(0, min(cached, prompt)),
-        )
-
-    def _event_error(self, error: Any) -> BackendError:
-        message, status = _error_fields(error)
-        if 400 <= status < 500 and not self.deltas:
-            return BackendError(ErrorKind.INVALID_REQUEST, message)
-        return self.failure(f"upstream error: {message}")
+def _context(entry: dict[str, Any]) -> int:
+    """A /models entry's context length: vLLM's and SGLang's `max_model_len`, llama.cpp's
+    `meta.n_ctx_train`; 0 when it says none."""
+    meta = entry.get("meta")
+    value = entry.get("max_model_len") or (meta.get("n_ctx_train") if isinstance(meta, dict) else 0)
+    return value if isinstance(value, int) and value > 0 else 0
 
 
-def request_body(request: GenerationRequest) -> dict[str, Any]:
-    """The upstream request: the task's parameters, streamed, with usage asked for."""
-    body: dict[str, Any] = {
-        "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    if request.max_tokens > 0:
-        body["max_tokens"] = request.max_tokens
-    optional = {"temperature": request.temperature, "top_p": request.top_p, "seed": request.seed}
-    body.update({k: v for k, v in optional.items() if v is not None})
-    if request.stop:
-        body["stop"] = list(request.stop)
-    if request.n != 1:
-        body["n"] = request.n
-    return body
-
-
-def estimate_prompt_tokens(messages: Sequence[Message]) -> int:
-    """Prompt tokens when the upstream reports none.
-
-    About 4 characters per token for English text, plus 3 tokens of chat framing
-    per message and 3 to prime the reply (OpenAI's published rules of thumb).
-    """
-    return 3 + sum(3 + math.ceil(len(m.content) / 4) for m in messages)
-
-
-async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
-    """The `data` payload of each server-sent event (comments and other fields skipped)."""
-    lines: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if lines:
-                yield "\n".join(lines)
-                lines = []
-        elif line.startswith("data:"):
-            lines.append(line[5:].removeprefix(" "))
-    if lines:
-        yield "\n".join(lines)
-
-
-def _describe(error: httpx.HTTPError) -> str:
-    if isinstance(error, httpx.TimeoutException):
-        return f"upstream timed out ({type(error).__name__})"
-    if isinstance(error, httpx.DecodingError):
-        return f"upstream sent a malformed stream ({error})"
-    return f"upstream connection failed ({type(error).__name__})"
-
-
-def _decode(data: str) -> dict[str, Any]:
-    try:
-        event = orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        raise httpx.DecodingError(
-            f"upstream sent an event that is not JSON: {data[:80]!r}"
-        ) from error
-    if not isinstance(event, dict):
-        raise httpx.DecodingError("upstream sent an event that is not a JSON object")
-    return event
-
-
-async def _status_error(response: httpx.Response) -> BackendError:
-    """Maps an upstream HTTP error status: the client's fault, a retry, or ours."""
-    await response.aread()
-    status = response.status_code
-    message = _error_message(response)
-    details = {"upstream_status": str(status)}
-    if status in (401, 403):
-        # The worker's upstream key is wrong: not the client's fault, and no other
-        # attempt on this worker would fare better.
-        log.error("upstream rejected the worker's credentials: HTTP %d %s", status, message)
-        return BackendError(ErrorKind.INTERNAL, "the upstream rejected the worker", details)
-    if status in (408, 429) or status >= 500:
-        return BackendError(ErrorKind.RETRYABLE, f"upstream HTTP {status}: {message}", details)
-    return BackendError(ErrorKind.INVALID_REQUEST, message, details)
-
-
-def _error_message(response: httpx.Response) -> str:
+def _embeddings(response: httpx.Response, inputs: int) -> Embeddings:
+    """The upstream's vectors in input order, scaled to unit length (as OpenAI's are)."""
     try:
         body = response.json()
-    except ValueError:
-        return response.text[:_MAX_ERROR_CHARS] or response.reason_phrase
-    if isinstance(body, dict):
-        error = body.get("error", body.get("detail", body))
-        return _error_fields(error)[0]
-    return str(body)[:_MAX_ERROR_CHARS]
+        data = sorted(body["data"], key=lambda d: int(d["index"]))
+        vectors = tuple(_unit([float(x) for x in d["embedding"]]) for d in data)
+        usage = body.get("usage")
+        prompt_tokens = int((usage.get("prompt_tokens") if isinstance(usage, dict) else 0) or 0)
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        # One answer per model and input kind: another try would fare no better.
+        log.error("upstream sent embeddings that are not vectors: %s", error)
+        raise BackendError(
+            ErrorKind.INTERNAL, "the upstream sent embeddings that are not vectors"
+        ) from error
+    if len(vectors) != inputs:
+        raise BackendError(
+            ErrorKind.INTERNAL, f"the upstream sent {len(vectors)} embeddings for {inputs} inputs"
+        )
+    return Embeddings(vectors, prompt_tokens)
 
 
-def _error_fields(error: Any) -> tuple[str, int]:
-    """The message and HTTP-like status of an OpenAI-style error object (or of anything else)."""
-    if isinstance(error, dict):
-        message = error.get("message") or error.get("msg") or str(error)
-        code = error.get("code")
-        status = code if isinstance(code, int) else 0
-        return str(message)[:_MAX_ERROR_CHARS], status
-    return str(error)[:_MAX_ERROR_CHARS], 0
+def _unit(vector: list[float]) -> tuple[float, ...]:
+    norm = math.sqrt(math.fsum(x * x for x in vector))
+    return tuple(x / norm for x in vector) if norm > 0 else tuple(vector)
+
+
+def _summary(capabilities: Capabilities) -> str:
+    """What a model can do, for the log: its features and context."""
+    features = [name for name, on in asdict(capabilities).items() if on is True]
+    context = capabilities.max_context_tokens
+    return ", ".join([*features, f"context {context}" if context else "context unknown"])
