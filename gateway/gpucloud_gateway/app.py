@@ -26,6 +26,7 @@ from gpucloud_gateway.openai_routes import OpenAIRoutes
 from gpucloud_gateway.openapi import openapi_route
 from gpucloud_gateway.ops import OpsRoutes
 from gpucloud_gateway.plan_routes import PlanRoutes
+from gpucloud_gateway.responses import ResponsesRoutes
 
 _API_PREFIXES = ("/v1/", "/api/")
 # Response headers a browser app may read across origins.
@@ -162,6 +163,7 @@ def create_app(
     metrics = GatewayMetrics()
     api: list[BaseRoute] = [
         *OpenAIRoutes(channel, metrics, settings.keepalive_s).routes(),
+        *ResponsesRoutes(channel, metrics, settings.keepalive_s).routes(),
         *ManagementRoutes(channel, settings.core_timeout_s, settings.keepalive_s).routes(),
         *PlanRoutes(channel, settings.core_timeout_s).routes(),
     ]
