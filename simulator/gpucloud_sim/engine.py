@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from gpucloud_sim import sched
 from gpucloud_sim.cost import Deployment, step_cost
 from gpucloud_sim.gpus import GIB, GpuModel
-from gpucloud_sim.kv import BLOCK_TOKENS
+from gpucloud_sim.kv import BLOCK_TOKENS, blocks_for
 from gpucloud_sim.memory import RUNTIME_RESERVE_BYTES
 from gpucloud_sim.models import ModelSpec
 from gpucloud_sim.sched import EngineConfig, ModelQueue
@@ -50,8 +50,9 @@ class GpuEngine:
     Time is simulated seconds in `now`; nothing here sleeps. A caller adds sequences
     and calls `step()`, which runs the next step (the models sharing the GPU take
     turns), advances `now` by its duration and returns the tokens it produced. The
-    KV cache left after weights is split evenly between the models, as when one
-    vLLM process per model shares a GPU.
+    KV cache left after weights is split evenly between the generation models, as
+    when one vLLM process per model shares a GPU; an embedding model first gets the
+    blocks of its forward passes only (embedding_blocks), as it keeps no cache.
     """
 
     def __init__(
@@ -69,12 +70,9 @@ class GpuEngine:
         self.gpu, self.gpu_count = gpu, gpu_count
         self.deployments = {m.id: Deployment(m, gpu, gpu_count, precision) for m in models}
         self.weight_bytes = sum(d.weight_bytes for d in self.deployments.values())
-        share = self.kv_bytes / len(models)
         self._queues = {
-            m.id: ModelQueue(
-                max(0, int(share // (m.kv_bytes_per_token * BLOCK_TOKENS))), self.config
-            )
-            for m in models
+            model_id: ModelQueue(blocks, self.config)
+            for model_id, blocks in self._pool_blocks(models).items()
         }
         self._order = list(self._queues)
         self._turn = 0
@@ -89,6 +87,23 @@ class GpuEngine:
         the runtime reserve (memory.RUNTIME_RESERVE_BYTES per GPU)."""
         usable = self.gpu.memory_bytes * self.gpu_count * self.config.gpu_memory_utilization
         return usable - self.weight_bytes - RUNTIME_RESERVE_BYTES * self.gpu_count
+
+    def _pool_blocks(self, models: Sequence[ModelSpec]) -> dict[str, int]:
+        """KV blocks per model: embedding models' forward passes first, the rest shared
+        evenly by the generation models."""
+        blocks = {m.id: self.embedding_blocks(m) for m in models if m.embeds}
+        held = sum(blocks[m.id] * m.kv_bytes_per_token * BLOCK_TOKENS for m in models if m.embeds)
+        share = (self.kv_bytes - held) / max(1, len(models) - len(blocks))
+        for m in models:
+            if not m.embeds:
+                blocks[m.id] = max(0, int(share // (m.kv_bytes_per_token * BLOCK_TOKENS)))
+        return {m.id: blocks[m.id] for m in models}
+
+    def embedding_blocks(self, model: ModelSpec) -> int:
+        """Blocks an embedding model's forward passes hold at most: a step's token budget,
+        a partial block per sequence, and one longest input prefilled in chunks."""
+        budget = blocks_for(self.config.max_num_batched_tokens)
+        return budget + self.config.max_num_seqs + blocks_for(model.max_context)
 
     def context_limit(self, model: ModelSpec) -> int:
         """The longest sequence: the model's context, or less if the KV cache is smaller."""
@@ -113,10 +128,15 @@ class GpuEngine:
     ) -> list[sched.Seq]:
         """Queues `count` sequences of one request; ContextTooLong if they can never run.
 
-        `arrival_s` (default `now`) is when the request arrived, for its latencies.
+        `max_tokens` 0 is a prefill-only sequence (an embedding model's forward pass):
+        it ends, its blocks freed, in the step that computes its last prompt token,
+        and `on_token` is called once then. `arrival_s` (default `now`) is when the
+        request arrived, for its latencies.
         """
-        if prompt_tokens < 1 or max_tokens < 1:
-            raise ValueError(f"prompt and max tokens must be >= 1 ({prompt_tokens}, {max_tokens})")
+        if prompt_tokens < 1 or max_tokens < 0:
+            raise ValueError(
+                f"prompt tokens must be >= 1 and max tokens >= 0 ({prompt_tokens}, {max_tokens})"
+            )
         limit = self.context_limit(model)
         if prompt_tokens + max_tokens > limit:
             raise ContextTooLong(limit, prompt_tokens, max_tokens)

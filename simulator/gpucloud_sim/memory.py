@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from gpucloud_sim.cost import WEIGHT_BYTES
 from gpucloud_sim.gpus import GIB, GpuModel
-from gpucloud_sim.models import MODELS, ModelSpec
+from gpucloud_sim.models import EMBEDDING_MODELS, MODELS, ModelSpec
 
 # Share of device memory the server may use (vLLM's gpu_memory_utilization default);
 # the rest covers the CUDA context, activations and fragmentation.
@@ -37,8 +37,10 @@ def usable_bytes(gpu: GpuModel, gpu_count: int = 1) -> float:
 
 
 def slot_kv_bytes(model: ModelSpec) -> int:
-    """KV cache one slot reserves: SLOT_CONTEXT_TOKENS of context."""
-    return model.kv_bytes_per_token * SLOT_CONTEXT_TOKENS
+    """KV cache one slot reserves: SLOT_CONTEXT_TOKENS of context, or an embedding
+    model's longest input if shorter (held only while its forward pass runs)."""
+    tokens = min(SLOT_CONTEXT_TOKENS, model.max_context) if model.embeds else SLOT_CONTEXT_TOKENS
+    return model.kv_bytes_per_token * tokens
 
 
 def kv_pool_bytes(
@@ -73,10 +75,12 @@ def batch_slots(
 
 
 def default_models(gpu: GpuModel, gpu_count: int = 1) -> tuple[ModelSpec, ...]:
-    """Catalog models taken in preference order while they fit with KV headroom.
+    """Catalog models taken in preference order while they fit with KV headroom, then
+    the first default embedding model that fits beside them.
 
-    The first model that fits is always taken; each further one only while the KV
-    pool keeps DEFAULT_KV_HEADROOM of usable memory.
+    The first generation model that fits is always taken; each further one only
+    while the KV pool keeps DEFAULT_KV_HEADROOM of usable memory. An embedding model
+    weighs little (bge-small: 67 MB) and keeps no KV cache, so it needs no headroom.
     """
     chosen: list[ModelSpec] = []
     floor = DEFAULT_KV_HEADROOM * usable_bytes(gpu, gpu_count)
@@ -87,4 +91,8 @@ def default_models(gpu: GpuModel, gpu_count: int = 1) -> tuple[ModelSpec, ...]:
         if chosen and kv_pool_bytes(candidate, gpu, gpu_count) < floor:
             continue
         chosen.append(model)
+    for model in (model for model in EMBEDDING_MODELS if model.default):
+        if fits([*chosen, model], gpu, gpu_count):
+            chosen.append(model)
+            break
     return tuple(chosen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Weights and KV cache are held in BF16, as vLLM serves these checkpoints by default.
@@ -25,6 +26,16 @@ class ModelSpec:
     # Whether memory.default_models may pick it; the benchmark models are served
     # only when asked for by id.
     default: bool = True
+    # An embedding model's vector length; 0 for a generation model. An embedding
+    # model runs prefill only (one forward pass, pooled) and keeps no KV cache.
+    embedding_dimensions: int = 0
+    # Whether its vectors may be cut shorter (trained with Matryoshka representation
+    # learning): the first d values, renormalised, are its d-dimensional embedding.
+    matryoshka: bool = False
+
+    @property
+    def embeds(self) -> bool:
+        return self.embedding_dimensions > 0
 
     @property
     def weight_bytes(self) -> int:
@@ -155,11 +166,69 @@ MODELS: tuple[ModelSpec, ...] = (
 )
 
 
-def find_model(name: str) -> ModelSpec:
-    """A catalog model by its id, or by the part after the "/" (case-insensitive)."""
+# Embedding models (sentence-transformers BERT encoders): bidirectional attention over
+# at most max_context tokens, every head its own K and V (kv_heads = attention heads),
+# figures from each repository's config.json and model card. The first one
+# memory.default_models adds next to the generation models wherever it fits.
+EMBEDDING_MODELS: tuple[ModelSpec, ...] = (
+    # huggingface.co/BAAI/bge-small-en-v1.5: 33.4M params (safetensors); config.json:
+    # num_hidden_layers 12, hidden_size 384 (the vector: CLS pooling),
+    # num_attention_heads 12 (head_dim 32), max_position_embeddings 512.
+    ModelSpec(
+        id="BAAI/bge-small-en-v1.5",
+        owned_by="BAAI",
+        parameters=33_400_000,
+        layers=12,
+        hidden_size=384,
+        kv_heads=12,
+        head_dim=32,
+        max_context=512,
+        embedding_dimensions=384,
+    ),
+    # huggingface.co/BAAI/bge-large-en-v1.5: 335M params (safetensors); config.json:
+    # num_hidden_layers 24, hidden_size 1024 (the vector: CLS pooling),
+    # num_attention_heads 16 (head_dim 64), max_position_embeddings 512.
+    ModelSpec(
+        id="BAAI/bge-large-en-v1.5",
+        owned_by="BAAI",
+        parameters=335_000_000,
+        layers=24,
+        hidden_size=1024,
+        kv_heads=16,
+        head_dim=64,
+        max_context=512,
+        default=False,
+        embedding_dimensions=1024,
+    ),
+    # huggingface.co/nomic-ai/nomic-embed-text-v1.5: card table "SeqLen 8192" at
+    # "Dimension" 768, 512, 256, 128 and 64 (Matryoshka; Nomic's announcement:
+    # "Variable embedding dimension from 64 <-> 768"), 137M params (safetensors);
+    # config.json: n_layer 12, n_embd 768, n_head 12 (head_dim 64), n_positions 8192.
+    ModelSpec(
+        id="nomic-ai/nomic-embed-text-v1.5",
+        owned_by="nomic-ai",
+        parameters=137_000_000,
+        layers=12,
+        hidden_size=768,
+        kv_heads=12,
+        head_dim=64,
+        max_context=8192,
+        default=False,
+        embedding_dimensions=768,
+        matryoshka=True,
+    ),
+)
+# Every model a simulated worker can serve. MODELS alone are the generation models,
+# which the planner and the calibration tables cover.
+CATALOG: tuple[ModelSpec, ...] = MODELS + EMBEDDING_MODELS
+
+
+def find_model(name: str, models: Sequence[ModelSpec] = MODELS) -> ModelSpec:
+    """A model of `models` (default: the generation models; CATALOG for all) by its id,
+    or by the part after the "/" (case-insensitive)."""
     wanted = name.strip().lower()
-    for model in MODELS:
+    for model in models:
         if wanted in (model.id.lower(), model.id.rsplit("/", 1)[-1].lower()):
             return model
-    known = ", ".join(model.id for model in MODELS)
+    known = ", ".join(model.id for model in models)
     raise ValueError(f"unknown model {name!r}; known models: {known}")

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import replace
 
 from gpucloud_sim import memory, roofline
 from gpucloud_sim.engine import GpuEngine
 from gpucloud_sim.gpus import GpuModel, find_gpu, peak_flops
 from gpucloud_sim.live import LiveDriver
-from gpucloud_sim.models import ModelSpec, find_model
+from gpucloud_sim.models import CATALOG, ModelSpec, find_model
 from gpucloud_sim.sched import Seq
 from gpucloud_worker.backend import (
     BackendError,
+    Capabilities,
     Chunk,
     EmbeddingRequest,
     Embeddings,
@@ -28,9 +29,9 @@ from gpucloud_worker.backend import (
     ModelOffer,
     WorkerDescription,
 )
+from gpucloud_worker.sim import embeddings
 from gpucloud_worker.sim.choice import Choice
-from gpucloud_worker.sim.prefix import block_keys
-from gpucloud_worker.sim.text import TextStream, count_prompt_tokens, text_seed
+from gpucloud_worker.sim.generation import first_prompt_keys, plan
 
 
 class SimBackend:
@@ -76,7 +77,7 @@ class SimBackend:
         chosen = (
             memory.default_models(self.gpu, self.gpu_count)
             if names is None
-            else tuple(dict.fromkeys(find_model(name) for name in names))
+            else tuple(dict.fromkeys(find_model(name, CATALOG) for name in names))
         )
         if not memory.fits(chosen, self.gpu, self.gpu_count, self.precision):
             ids = ", ".join(model.id for model in chosen) or "no model"
@@ -99,11 +100,35 @@ class SimBackend:
         return WorkerDescription(
             backend="sim",
             gpus=(_spec(self.gpu),) * self.gpu_count,
-            models=tuple(ModelOffer(id=m.id, owned_by=m.owned_by) for m in self.models),
+            models=tuple(
+                ModelOffer(id=m.id, owned_by=m.owned_by, capabilities=self.capabilities(m))
+                for m in self.models
+            ),
             slots=self.slots,
             speed=roofline.tokens_per_second(
                 self.models[0], self.gpu, self.gpu_count, self.precision
             ),
+        )
+
+    def capabilities(self, model: ModelSpec) -> Capabilities:
+        """What the sim honours for `model`: everything of the OpenAI surface but media
+        input for a generation model; vectors of its own length (shorter ones too for a
+        Matryoshka model) for an embedding model. The context is the model's, or what
+        this worker's KV cache holds if less, as vLLM caps max_model_len."""
+        context = self.engine.context_limit(model)
+        if model.embeds:
+            return Capabilities(
+                embeddings=True,
+                embedding_dimensions=model.embedding_dimensions,
+                variable_dimensions=model.matryoshka,
+                max_context_tokens=context,
+            )
+        return Capabilities(
+            tools=True,
+            json_schema=True,
+            logprobs=True,
+            completions=True,
+            max_context_tokens=context,
         )
 
     async def close(self) -> None:
@@ -111,10 +136,54 @@ class SimBackend:
         await self._driver.close()
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
-        """No model of this backend is an embedding model: the core sends it none."""
-        raise BackendError(
-            ErrorKind.INVALID_REQUEST, f"the model '{request.model}' is not an embedding model"
-        )
+        """One prefill-only sequence per input on the engine timeline; the vectors once
+        every input's forward pass is done (embeddings.vector)."""
+        self._check_engine()
+        model = self._served(request.model)
+        if not model.embeds:
+            raise _wrong_kind(model, "is not an embedding model")
+        size = model.embedding_dimensions
+        dimensions = size if request.dimensions is None else request.dimensions
+        if dimensions != size and not (model.matryoshka and 0 < dimensions < size):
+            raise BackendError(
+                ErrorKind.INVALID_REQUEST,
+                f"{model.id} gives vectors of {size} dimensions, not {dimensions}",
+                {"param": "dimensions"},
+            )
+        counts = [embeddings.input_tokens(item) for item in request.inputs]
+        limit = self.engine.context_limit(model)
+        if max(counts, default=0) > limit:
+            raise BackendError(
+                ErrorKind.INVALID_REQUEST,
+                f"This model's maximum context length is {limit} tokens. However, an input "
+                f"has {max(counts)} tokens. Please reduce the length of the input.",
+                {"code": "context_length_exceeded", "param": "input"},
+            )
+        await self._forward(model, counts)
+        vectors = tuple(embeddings.vector(model.id, i, size, dimensions) for i in request.inputs)
+        return Embeddings(vectors, sum(counts))
+
+    async def _forward(self, model: ModelSpec, counts: Sequence[int]) -> None:
+        """Runs a forward pass of `counts` tokens each (an empty input still has its
+        special tokens: one) and waits until all are done."""
+        if not counts:
+            return
+        done: set[int] = set()
+        finished = asyncio.Event()
+
+        def on_token(seq: Seq) -> None:
+            done.add(id(seq))
+            if len(done) == len(seqs):
+                finished.set()
+
+        seqs = [self.engine.add(model, max(1, n), 0, on_token=on_token)[0] for n in counts]
+        self._driver.wake()
+        try:
+            await finished.wait()
+            self._check_engine()
+        finally:
+            self.engine.abort(model, seqs)
+            self._driver.settle()
 
     async def health(self) -> Health:
         """Utilisation, memory and power of the timeline since the previous sample."""
@@ -142,29 +211,37 @@ class SimBackend:
         """
         self._check_engine()
         model = self._served(request.model)
-        prompt_tokens = count_prompt_tokens(request.messages)
-        limit = self._token_limit(request, model, prompt_tokens)
-        choices = self._choices(request)
-        tokens: asyncio.Queue[Seq] = asyncio.Queue()
-        keys = block_keys(model.id, request.messages)
-        seqs = self.engine.add(
-            model, prompt_tokens, limit, keys, count=len(choices), on_token=tokens.put_nowait
-        )
+        if model.embeds:
+            raise _wrong_kind(model, "is an embedding model: it embeds, it does not generate")
+        _check_sampling(request)
+        runs = plan(request, model.id, self._base_seed(request))
+        limit = self._token_limit(request, model, max(run.tokens for run in runs))
+        choices = [choice for run in runs for choice in run.choices]
+        tokens: asyncio.Queue[int] = asyncio.Queue()
+        seqs: list[Seq] = []
+        for run in runs:
+            notify = _notify(tokens, run.choices[0].index)
+            count = len(run.choices)
+            seqs += self.engine.add(
+                model, max(1, run.tokens), limit, run.keys, count=count, on_token=notify
+            )
         self._driver.wake()
+        prompt_tokens = sum(run.tokens for run in runs)
         try:
             billed_prompt = False
             while any(choice.reason is None for choice in choices):
-                seq = await tokens.get()
+                index = await tokens.get()
                 self._check_engine()
-                chunk = _advance(choices[seq.index], limit)
-                if choices[seq.index].reason is not None:
-                    self.engine.abort(model, [seq])  # a stop sequence ends it early
+                chunk = _advance(choices[index], limit)
+                if choices[index].reason is not None:
+                    self.engine.abort(model, [seqs[index]])  # it ended before max_tokens
                 if chunk is None:
                     continue
                 if not billed_prompt:
                     chunk, billed_prompt = replace(chunk, prompt_tokens=prompt_tokens), True
                 yield chunk
-            yield _finish(choices, prompt_tokens, seqs[0].cached_tokens)
+            cached = sum(seqs[run.choices[0].index].cached_tokens for run in runs)
+            yield _finish(choices, prompt_tokens, cached)
         finally:
             self.engine.abort(model, seqs)
             self._driver.settle()
@@ -173,8 +250,8 @@ class SimBackend:
         """Prompt tokens of `request` this worker holds in its prefix cache now (0 for a
         model it does not serve): the figure a prefix-aware scheduler would ask for."""
         for model in self.models:
-            if model.id == request.model:
-                keys = block_keys(model.id, request.messages)
+            if model.id == request.model and not model.embeds:
+                keys = first_prompt_keys(request, model.id)
                 return self.engine.cached_prefix_tokens(model, keys)
         return 0
 
@@ -198,58 +275,60 @@ class SimBackend:
         The context is the model's, or less where this worker's KV cache cannot hold
         a sequence that long (vLLM caps max_model_len the same way).
         """
-        if request.n < 1 or request.max_tokens < 0:
-            raise BackendError(
-                ErrorKind.INVALID_REQUEST,
-                f"n must be >= 1 and max_tokens >= 0 (got n={request.n}, "
-                f"max_tokens={request.max_tokens})",
-            )
         context = self.engine.context_limit(model)
         wanted = prompt_tokens + max(request.max_tokens, 1)
         if wanted > context:
             head = f"This model's maximum context length is {model.max_context} tokens"
             if wanted <= model.max_context:
                 head += f", and this worker's KV cache holds {context} tokens per sequence"
+            where = "messages" if request.completion is None else "prompt"
             raise BackendError(
                 ErrorKind.INVALID_REQUEST,
-                _context_message(head, prompt_tokens, request.max_tokens),
-                {"code": "context_length_exceeded", "param": "messages"},
+                _context_message(head, where, prompt_tokens, request.max_tokens),
+                {"code": "context_length_exceeded", "param": where},
             )
         return request.max_tokens or context - prompt_tokens
 
-    def _choices(self, request: GenerationRequest) -> list[Choice]:
-        """One seeded text stream per choice: the same seed and prompt give the same text."""
+    def _base_seed(self, request: GenerationRequest) -> int:
+        """The request's seed; greedy decoding's (temperature 0) is fixed; else drawn
+        from the backend's seed, so a run replays."""
         if request.seed is not None:
-            base = request.seed
-        elif request.temperature == 0:
-            base = 0
-        else:
-            base = self._rng.getrandbits(64)
-        prompt = "\x1e".join(f"{message.role}:{message.content}" for message in request.messages)
-        natural = request.max_tokens == 0
-        return [
-            Choice(
-                index,
-                TextStream(text_seed(base, request.model, prompt, index)),
-                request.stop,
-                natural,
-            )
-            for index in range(request.n)
-        ]
+            return request.seed
+        if request.temperature == 0:
+            return 0
+        return self._rng.getrandbits(64)
 
 
-def _context_message(head: str, prompt_tokens: int, max_tokens: int) -> str:
+def _check_sampling(request: GenerationRequest) -> None:
+    if request.n < 1 or request.max_tokens < 0:
+        raise BackendError(
+            ErrorKind.INVALID_REQUEST,
+            f"n must be >= 1 and max_tokens >= 0 (got n={request.n}, "
+            f"max_tokens={request.max_tokens})",
+        )
+
+
+def _notify(tokens: asyncio.Queue[int], first: int) -> Callable[[Seq], None]:
+    """The engine's on_token for one prompt's sequences: choice `first` + seq.index."""
+    return lambda seq: tokens.put_nowait(first + seq.index)
+
+
+def _wrong_kind(model: ModelSpec, what: str) -> BackendError:
+    return BackendError(ErrorKind.INVALID_REQUEST, f"{model.id} {what}", {"param": "model"})
+
+
+def _context_message(head: str, where: str, prompt_tokens: int, max_tokens: int) -> str:
     """OpenAI's wording, so clients that parse it keep working."""
     head += ". However, "
     if max_tokens == 0:
         return (
-            f"{head}your messages resulted in {prompt_tokens} tokens. "
-            "Please reduce the length of the messages."
+            f"{head}your {where} resulted in {prompt_tokens} tokens. "
+            f"Please reduce the length of the {where}."
         )
     return (
         f"{head}you requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the "
-        f"messages, {max_tokens} in the completion). Please reduce the length of the "
-        "messages or completion."
+        f"{where}, {max_tokens} in the completion). Please reduce the length of the "
+        f"{where} or completion."
     )
 
 
@@ -266,7 +345,13 @@ def _advance(choice: Choice, limit: int) -> Chunk | None:
 def _merge(first: Chunk | None, second: Chunk | None) -> Chunk | None:
     if first is None or second is None:
         return first or second
-    return Chunk(first.index, first.text + second.text, first.tokens + second.tokens)
+    return Chunk(
+        first.index,
+        first.text + second.text,
+        first.tokens + second.tokens,
+        tool_calls=first.tool_calls + second.tool_calls,
+        logprobs=first.logprobs + second.logprobs,
+    )
 
 
 def _finish(choices: list[Choice], prompt_tokens: int, cached_tokens: int) -> Finish:

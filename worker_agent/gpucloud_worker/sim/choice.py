@@ -1,11 +1,13 @@
-"""One choice of a generation: its tokens, stop sequences and finish reason."""
+"""One choice of a generation: its tokens, stop sequences, logprobs and finish reason."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
-from gpucloud_worker.backend import Chunk, FinishReason
-from gpucloud_worker.sim.text import TextStream
+from gpucloud_worker.backend import Chunk, FinishReason, TokenLogprob, ToolCallDelta
+from gpucloud_worker.sim.logprobs import Logprobs
+from gpucloud_worker.sim.sources import Source
 
 
 def find_stop(text: str, stops: Sequence[str]) -> int | None:
@@ -25,51 +27,116 @@ def held_back(text: str, stops: Sequence[str]) -> int:
     return longest
 
 
-class Choice:
-    """Turns a token stream into Chunks, never emitting text past a stop sequence.
+@dataclass(frozen=True, slots=True)
+class Echo:
+    """What a choice's first chunk starts with (a completion's prompt, with `echo`)."""
 
-    Text that may be the start of a stop sequence is held back until the next token
-    settles it; its tokens travel with the next chunk, so the chunks' token counts
-    always add up to `tokens`.
+    text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A token's text not sent yet, and its logprob (with request.logprobs)."""
+
+    text: str
+    logprob: TokenLogprob | None
+
+
+class Choice:
+    """Turns a token source into Chunks, never emitting text past a stop sequence.
+
+    Tokens that may be the start of a stop sequence are held back, whole, until the
+    next token settles it; their count travels with the next chunk, so the chunks'
+    token counts add up to `tokens`, and a chunk's logprobs name exactly its text.
+    Tool-call pieces are sent as they come; stop sequences do not apply to them.
     """
 
-    def __init__(self, index: int, stream: TextStream, stops: Sequence[str], natural: bool):
+    def __init__(
+        self,
+        index: int,
+        source: Source,
+        stops: Sequence[str],
+        *,
+        logprobs: Logprobs | None = None,
+        echo: Echo | None = None,
+    ) -> None:
         self.index = index
         self.tokens = 0
         self.reason: FinishReason | None = None
-        self._stream = stream
+        self._source = source
         self._stops = tuple(stop for stop in stops if stop)
-        self._natural = natural
-        self._buffer = ""
+        self._logprobs = logprobs
+        self._echo = echo
+        self._pending: list[_Pending] = []
+        self._calls: list[ToolCallDelta] = []
         self._unsent_tokens = 0
 
     def step(self) -> Chunk | None:
         """Generates one token; returns what can be sent now."""
-        self._buffer += self._stream.next_token()
+        token = self._source.next_token()
         self.tokens += 1
         self._unsent_tokens += 1
-        cut = find_stop(self._buffer, self._stops)
-        if cut is not None:
-            self._buffer = self._buffer[:cut]
-            return self._finish(FinishReason.STOP)
-        if self._natural and self._stream.answer_ended:
-            return self._finish(FinishReason.STOP)
-        return self._send(len(self._buffer) - held_back(self._buffer, self._stops))
+        if token.call is not None:
+            self._calls.append(token.call)
+        elif token.text:
+            scored = self._logprobs.of(token.text) if self._logprobs else None
+            self._pending.append(_Pending(token.text, scored))
+            cut = find_stop(self._text(), self._stops)
+            if cut is not None:
+                self._cut(cut)
+                return self._finish(FinishReason.STOP)
+        ended = self._source.ended
+        if ended is not None:
+            return self._finish(ended)
+        return self._send(held_back(self._text(), self._stops))
 
     def truncate(self) -> Chunk | None:
         """Ends the choice at the token limit, sending any held-back text."""
         return self._finish(FinishReason.LENGTH)
 
+    def _text(self) -> str:
+        return "".join(pending.text for pending in self._pending)
+
+    def _cut(self, at: int) -> None:
+        """Drops the pending text from `at` on, shortening the token it falls in."""
+        kept: list[_Pending] = []
+        start = 0
+        for pending in self._pending:
+            if start >= at:
+                break
+            if start + len(pending.text) > at:
+                pending.text = pending.text[: at - start]
+                if pending.logprob is not None:
+                    pending.logprob = replace(pending.logprob, token=pending.text)
+            kept.append(pending)
+            start += len(pending.text)
+        self._pending = kept
+
     def _finish(self, reason: FinishReason) -> Chunk | None:
         self.reason = reason
-        if not self._buffer and self._unsent_tokens == 0:
-            return None
-        return self._send(len(self._buffer), final=True)
+        return self._send(0, final=True)
 
-    def _send(self, size: int, final: bool = False) -> Chunk | None:
-        text, self._buffer = self._buffer[:size], self._buffer[size:]
-        if not text and not final:
+    def _send(self, held: int, final: bool = False) -> Chunk | None:
+        """A chunk of the pending tokens but those holding the last `held` characters."""
+        count, size, room = 0, 0, len(self._text()) - held
+        while count < len(self._pending) and size + len(self._pending[count].text) <= room:
+            size += len(self._pending[count].text)
+            count += 1
+        sent, self._pending = self._pending[:count], self._pending[count:]
+        if not (sent or self._calls or (final and self._unsent_tokens)):
             return None
-        chunk = Chunk(index=self.index, text=text, tokens=self._unsent_tokens)
-        self._unsent_tokens = 0
+        chunk = Chunk(
+            index=self.index,
+            text="".join(pending.text for pending in sent),
+            tokens=self._unsent_tokens,
+            tool_calls=tuple(self._calls),
+            logprobs=tuple(p.logprob for p in sent if p.logprob is not None),
+        )
+        self._calls, self._unsent_tokens = [], 0
+        if self._echo is not None:
+            echo, self._echo = self._echo, None
+            chunk = replace(
+                chunk, text=echo.text + chunk.text, logprobs=echo.logprobs + chunk.logprobs
+            )
         return chunk

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
-from gpucloud_common.tokens import chat_tokens
-from gpucloud_worker.backend import Message
+from gpucloud_common.tokens import chat_tokens, tool_call_text, tools_text
+from gpucloud_worker.backend import Message, Tool
 
 # A natural answer (no max_tokens) has this many sentences, in paragraphs of up to
 # PARAGRAPH_SENTENCES sentences. Each output word (with its punctuation) is a token,
@@ -55,9 +57,21 @@ That is why testing early and often is such a useful habit.
 _SENTENCE_ENDS = (".", "!", "?")
 
 
-def count_prompt_tokens(messages: Iterable[Message]) -> int:
+def message_text(message: Message) -> str:
+    """A message's text as the core's estimate counts it: content, then its tool calls."""
+    calls = "".join(tool_call_text(call.name, call.arguments) for call in message.tool_calls)
+    return message.content + calls
+
+
+def tools_message(tools: Sequence[Tool]) -> str:
+    """The tool definitions as the text of one more message ("" without tools)."""
+    return tools_text((tool.name, tool.description, tool.parameters) for tool in tools)
+
+
+def count_prompt_tokens(messages: Iterable[Message], tools: Sequence[Tool] = ()) -> int:
     """The sim's prompt token count, the core's estimate (gpucloud_common.tokens)."""
-    return chat_tokens(message.content for message in messages)
+    texts = [message_text(message) for message in messages]
+    return chat_tokens([tools_message(tools), *texts] if tools else texts)
 
 
 def text_seed(*parts: object) -> int:
@@ -79,15 +93,37 @@ def _build_chain() -> dict[tuple[str, str], tuple[str, ...]]:
 _CHAIN = _build_chain()
 
 
-class TextStream:
-    """An endless, seeded stream of tokens; `answer_ended` marks a natural answer's end."""
+# The corpus's words, bare: the alternatives logprobs name.
+VOCABULARY: tuple[str, ...] = tuple(sorted({w.strip(".,!?").lower() for w in _CORPUS.split()}))
+# Cap on a penalty's exponent, so a negative penalty on a long answer cannot overflow.
+_MAX_BOOST = 50.0
 
-    def __init__(self, seed: int) -> None:
+
+class TextStream:
+    """An endless, seeded stream of tokens; `answer_ended` marks a natural answer's end.
+
+    A presence or frequency penalty weighs each candidate word down by
+    exp(-(presence * seen + frequency * count)) over the words said so far, as an
+    OpenAI-style penalty lowers a logit; without penalties the draw is uniform over
+    the corpus's successors. A stream that `continues` a text (a completion's
+    prompt) starts with a space.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        *,
+        continues: bool = False,
+    ) -> None:
         self._rng = random.Random(seed)
+        self._presence, self._frequency = presence_penalty, frequency_penalty
+        self._said: Counter[str] = Counter()
         self._answer_sentences = self._rng.randint(*ANSWER_SENTENCES)
         self._sentences = 0
         self._state = ("", "")
-        self._line_start = True
+        self._line_start = not continues
         self._pending_break = False
         self.answer_ended = False
 
@@ -97,13 +133,24 @@ class TextStream:
             self._pending_break = False
             self._line_start = True
             return PARAGRAPH_BREAK
-        word = self._rng.choice(_CHAIN[self._state])
+        word = self._next_word(_CHAIN[self._state])
         self._state = (self._state[1], word)
         token = word if self._line_start else f" {word}"
         self._line_start = False
         if word.endswith(_SENTENCE_ENDS):
             self._end_sentence()
         return token
+
+    def _next_word(self, candidates: tuple[str, ...]) -> str:
+        if not (self._presence or self._frequency):
+            return self._rng.choice(candidates)
+        weights = [
+            math.exp(min(_MAX_BOOST, -self._presence * (n > 0) - self._frequency * n))
+            for n in (self._said[w] for w in candidates)
+        ]
+        word = self._rng.choices(candidates, weights)[0]
+        self._said[word] += 1
+        return word
 
     def _end_sentence(self) -> None:
         self._state = ("", "")
