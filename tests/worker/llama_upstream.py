@@ -6,7 +6,9 @@ is gibberish by design, but shaped so tests can rely on it: every embedding
 carries a constant positive feature that the output layer turns into a large
 negative logit for the end-of-sequence, control and non-printable byte tokens,
 so the model never stops early and each generated token is one printable
-character (one streamed delta per token).
+character (one streamed delta per token). The same model written `embedding=True`
+pools its token states (mean) into one vector per input, as embedding models do, for a
+server started with `--embedding true`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import httpx
 import pytest
 
 MODEL_ALIAS = "tiny-llama"
+EMBED_ALIAS = "tiny-embed"
 VOCAB_SIZE = 260
 WIDTH = 64
 LAYERS = 2
@@ -59,11 +62,13 @@ def require_llama() -> None:
     pytest.skip("llama-cpp-python[server] and gguf not installed: run `make test-llama`")
 
 
-def write_tiny_llama(path: Path, seed: int = 0) -> Path:
+def write_tiny_llama(path: Path, seed: int = 0, *, embedding: bool = False) -> Path:
     """Writes the tiny random llama described in the module docstring."""
     import gguf
 
     writer = gguf.GGUFWriter(str(path), "llama")
+    if embedding:  # without it llama.cpp answers one vector per token
+        writer.add_pooling_type(gguf.PoolingType.MEAN)
     writer.add_name("gpucloud tiny test llama")
     writer.add_context_length(CONTEXT)
     writer.add_embedding_length(WIDTH)

@@ -26,6 +26,7 @@ from gpucloud_worker.backend import (
 )
 from gpucloud_worker.nvml import Nvml
 from gpucloud_worker.openai_backend import OpenAIBackend, estimate_prompt_tokens
+from gpucloud_worker.openai_errors import validation_errors
 
 HELLO = (Message("user", "hello"),)
 PROMPT_ESTIMATE = estimate_prompt_tokens(HELLO)
@@ -144,7 +145,7 @@ async def test_finish_reasons(
     assert finish.reasons == (reason,)  # type: ignore[union-attr]
 
 
-async def test_chat_logprobs_are_relayed_per_token(
+async def test_chat_logprobs_are_relayed_per_token_with_the_alternatives_asked_for(
     backend: OpenAIBackend, upstream: FakeUpstream
 ) -> None:
     def logprobs(*tokens: tuple[str, float, list[tuple[str, float]]]) -> dict[str, Any]:
@@ -156,7 +157,8 @@ async def test_chat_logprobs_are_relayed_per_token(
         return {"content": content, "refusal": None}
 
     upstream.chat = sse(
-        delta("Hi", logprobs=logprobs(("Hi", -0.1, [("Hi", -0.1), ("Hey", -2.5)]))),
+        # Unranked, and one more than asked for (llama-cpp-python adds the sampled token's).
+        delta("Hi", logprobs=logprobs(("Hi", -0.1, [("Hey", -2.5), ("Hi", -0.1), ("Yo", -4.0)]))),
         delta(" there", logprobs=logprobs((" the", -0.5, []), ("re", -0.01, []))),
         delta("", finish="stop"),
     )
@@ -350,3 +352,17 @@ async def test_a_chat_model_embeds_nothing(backend: OpenAIBackend, upstream: Fak
         await backend.embed(EmbeddingRequest("t1", "m", ("hello",)))
     assert caught.value.kind is ErrorKind.INVALID_REQUEST
     assert [path for path, _, _ in upstream.requests] == ["/v1/models"]  # nothing sent
+
+
+def test_validation_errors_name_fields_not_the_union_members_tried() -> None:
+    message = (
+        "2 validation errors:\n  {'type': 'string_type', 'loc': ('body', 'input', 'str'), "
+        "'msg': 'Input should be a valid string', 'input': [[5]]}\n  {'type': 'string_type', "
+        "'loc': ('body', 'input', 'list[str]', 0), 'msg': 'Input should be a valid string', "
+        "'input': [5]}\n"
+    )
+    assert validation_errors(message) == (
+        "input: Input should be a valid string; input.0: Input should be a valid string",
+        {"param": "input"},
+    )
+    assert validation_errors("CUDA error: out of memory") is None

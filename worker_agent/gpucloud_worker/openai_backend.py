@@ -136,7 +136,8 @@ class OpenAIBackend:
         completion = request.completion
         if completion is None:
             calls = [("chat/completions", chat_body(request))]
-            relay = Relay(request.n, estimate_prompt_tokens(request.messages, request.tools))
+            estimate = estimate_prompt_tokens(request.messages, request.tools)
+            relay = Relay(request.n, estimate, top_logprobs=request.top_logprobs)
         else:
             # One request per prompt, one after the other: llama-cpp-python, Ollama and
             # TGI take a single prompt only, and some cut a stream to serve another.

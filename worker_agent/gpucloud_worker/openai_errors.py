@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 _MAX_ERROR_CHARS = 500
 _SHOWN_ERRORS = 3
+_BUILTIN_TYPES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 # llama-cpp-python answers a body its schema refuses with HTTP 500, the errors' repr
 # as the message: "2 validation errors:\n  {'type': ..., 'loc': ('body', 'input'), 'msg':
 # 'Input should be a valid string', ...}" and a line of its traceback.
@@ -95,10 +96,15 @@ def _error_body(response: httpx.Response) -> tuple[str, dict[str, str]]:
 
 def _param(loc: Any) -> str:
     """A validation error's location as a parameter path: ("body", "messages", 1,
-    "ChatCompletionRequestUserMessage", "role") is messages.1.role. Capitalised parts
-    name the members of a union that pydantic tried, not fields."""
+    "ChatCompletionRequestUserMessage", "role") is messages.1.role, ("body", "input",
+    "list[str]", 0) input.0: the members of a union that pydantic tried (type names)
+    are no fields."""
     parts = (str(p).strip().strip("'\"") for p in loc)
-    return ".".join(p for p in parts if p and p != "body" and not p[0].isupper())
+    return ".".join(p for p in parts if p and p != "body" and not _type_name(p))
+
+
+def _type_name(part: str) -> bool:
+    return part[0].isupper() or "[" in part or part in _BUILTIN_TYPES
 
 
 def _validation_message(errors: list[tuple[str, str]]) -> tuple[str, dict[str, str]]:

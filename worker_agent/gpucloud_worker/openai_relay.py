@@ -45,11 +45,19 @@ class Relay:
 
     `choices` is how many the task asked for (n, times the prompts of a text
     completion). A task may take several upstream requests, one after the other
-    (`begin`). `echo` starts each choice's text with its prompt (see Echo).
+    (`begin`). `echo` starts each choice's text with its prompt (see Echo);
+    `top_logprobs` bounds a chat token's alternatives.
     """
 
-    def __init__(self, choices: int, prompt_estimate: int, echo: Echo | None = None) -> None:
+    def __init__(
+        self,
+        choices: int,
+        prompt_estimate: int,
+        echo: Echo | None = None,
+        top_logprobs: int | None = None,
+    ) -> None:
         self.choices = choices
+        self.top_logprobs = top_logprobs  # alternatives per chat token, at most
         # Carried by the first chunk, so that a task that never finishes is still
         # billed for its prompt; the upstream's usage, if it comes, wins in the Finish.
         self.prompt_estimate = prompt_estimate
@@ -99,7 +107,7 @@ class Relay:
         else:  # text completion
             text, calls = choice.get("text") or "", ()
         raw_logprobs = choice.get("logprobs")
-        logprobs = token_logprobs(raw_logprobs)
+        logprobs = token_logprobs(raw_logprobs, self.top_logprobs)
         chunks = []
         if self.echo is not None and (text or logprobs or finishing):
             prompt = self.echo.owed(index, text, _first_offset(raw_logprobs))
@@ -227,9 +235,11 @@ class Echo:
         return generated
 
 
-def token_logprobs(raw: Any) -> tuple[TokenLogprob, ...]:
+def token_logprobs(raw: Any, top: int | None = None) -> tuple[TokenLogprob, ...]:
     """A choice's logprobs, in the chat form (`content`: one object per token) or the
-    text completion's (parallel `tokens`, `token_logprobs` and `top_logprobs` lists)."""
+    text completion's (parallel `tokens`, `token_logprobs` and `top_logprobs` lists).
+    A chat token keeps its `top` likeliest alternatives, as OpenAI's: llama-cpp-python
+    adds the sampled token's. (A text completion's may have one more, as OpenAI's.)"""
     if not isinstance(raw, dict):
         return ()
     if "tokens" in raw:
@@ -244,10 +254,7 @@ def token_logprobs(raw: Any) -> tuple[TokenLogprob, ...]:
         TokenLogprob(
             str(entry["token"]),
             _logprob(entry.get("logprob")),
-            tuple(
-                TopLogprob(str(t["token"]), _logprob(t.get("logprob")))
-                for t in entry.get("top_logprobs") or ()
-            ),
+            _top({t["token"]: t.get("logprob") for t in entry.get("top_logprobs") or ()})[:top],
         )
         for entry in raw.get("content") or ()
     )
