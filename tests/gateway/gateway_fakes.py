@@ -2,16 +2,24 @@
 
 API key `sk-good` works (`sk-limited` too, with x-ratelimit-* metadata); the
 model name picks the scenario, so each test reads as the behaviour it checks.
-The rules on values are the real core's: chat requests pass its validation and
-new keys its key spec, and errors leave through its interceptor, so the gateway
-is tested against the refusals (status, code, param) the core really sends.
+The rules on values are the real core's: chat, text completion and embedding
+requests pass its validation and its admission against the capabilities the
+fake's models declare (CAPABILITIES), new keys its key spec, and errors leave
+through its interceptor, so the gateway is tested against the refusals (status,
+code, param) the core really sends.
+
+Answers follow the request: tools (unless tool_choice is "none") get a call of the
+chosen or first function streamed in pieces (two calls when two tools are given and
+parallel calls are allowed), a JSON response_format gets STRUCTURED, other requests
+REPLY; each token carries logprobs when asked for. Text completions answer each
+choice with REPLY (after the prompt with `echo`); embeddings are unit vectors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import grpc
@@ -31,15 +39,47 @@ from gpucloud.v1 import (
 from gpucloud_server.errors import NotFound
 from gpucloud_server.identity.keyspec import KeyDefaults, validate_spec
 from gpucloud_server.interceptor import ErrorInterceptor
+from gpucloud_server.scheduling import capabilities
+from gpucloud_server.scheduling.capabilities import Capabilities, Needs
+from gpucloud_server.servicers import admission
 from gpucloud_server.servicers.auth import key_spec
-from gpucloud_server.servicers.validation import check_chat_request
+from gpucloud_server.servicers.validation import (
+    check_chat_request,
+    check_completion_request,
+    check_embedding_request,
+)
 
 GOOD_KEY = "sk-good"
 LIMITED_KEY = "sk-limited"
 ADMIN_JWT = "jwt-admin"
 MEMBER_JWT = "jwt-member"
 MODEL = "sim-small"
+EMBEDDER = "sim-embed"
 REPLY = ("Hel", "lo", " world")
+STRUCTURED = ('{"name": "Ada", ', '"age": 36}')
+ARGUMENTS = ('{"city": ', '"Paris"}')
+EMBEDDING_DIMENSIONS = 8
+ALL_FEATURES = Capabilities(
+    tools=True,
+    json_schema=True,
+    logprobs=True,
+    completions=True,
+    image_input=True,
+    audio_input=True,
+    file_input=True,
+)
+# What the fake's models declare; models not named here have no declared worker, so the
+# core's admission lets them through to the scenario the name picks.
+CAPABILITIES = {
+    MODEL: ALL_FEATURES,
+    "text-only": Capabilities(),
+    "small-context": Capabilities(tools=True, max_context_tokens=32, completions=True),
+    EMBEDDER: Capabilities(
+        embeddings=True, embedding_dimensions=EMBEDDING_DIMENSIONS, variable_dimensions=True
+    ),
+}
+# Scenario models that start a task (the others refuse it, or are not served).
+_SERVED = (MODEL, *CAPABILITIES, "queued", "fail-mid", "slow", "pause", "unfinished", "too-long")
 RATE_HEADERS = (
     ("x-ratelimit-limit-requests", "60"),
     ("x-ratelimit-remaining-requests", "59"),
@@ -47,6 +87,7 @@ RATE_HEADERS = (
 )
 KEY_DEFAULTS = KeyDefaults(requests_per_minute=60, tokens_per_minute=0)
 Event = scheduler_pb2.CreateChatCompletionResponse
+Request = scheduler_pb2.CreateChatCompletionRequest | scheduler_pb2.CreateCompletionRequest
 
 
 @dataclass
@@ -55,6 +96,8 @@ class Seen:
 
     metadata: list[dict[str, str]] = field(default_factory=list)
     requests: list[scheduler_pb2.CreateChatCompletionRequest] = field(default_factory=list)
+    completions: list[scheduler_pb2.CreateCompletionRequest] = field(default_factory=list)
+    embeddings: list[scheduler_pb2.CreateEmbeddingRequest] = field(default_factory=list)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     slow_started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -71,12 +114,10 @@ def _started(model: str) -> Event:
     )
 
 
-def _finished(n: int, completion_tokens: int) -> Event:
+def _finished(n: int, completion_tokens: int, reason: int = chat_pb2.FINISH_REASON_STOP) -> Event:
     return Event(
         finished=scheduler_pb2.CompletionFinished(
-            choices=[
-                chat_pb2.ChoiceFinish(index=i, reason=chat_pb2.FINISH_REASON_STOP) for i in range(n)
-            ],
+            choices=[chat_pb2.ChoiceFinish(index=i, reason=reason) for i in range(n)],  # type: ignore[arg-type]
             usage=chat_pb2.Usage(
                 prompt_tokens=5,
                 completion_tokens=completion_tokens,
@@ -85,6 +126,81 @@ def _finished(n: int, completion_tokens: int) -> Event:
             time_to_first_token_ms=12,
         )
     )
+
+
+def _logprobs(token: str, sampling: chat_pb2.SamplingParams) -> list[chat_pb2.TokenLogprob]:
+    if not sampling.logprobs:
+        return []
+    top = [
+        chat_pb2.TopLogprob(token=token, logprob=-0.25),
+        chat_pb2.TopLogprob(token="x", logprob=-3.0),
+    ]
+    return [
+        chat_pb2.TokenLogprob(token=token, logprob=-0.25, top_logprobs=top[: sampling.top_logprobs])
+    ]
+
+
+def _tool_calls(request: scheduler_pb2.CreateChatCompletionRequest) -> list[str]:
+    """The functions the answer calls: none without tools or with tool_choice "none"."""
+    if not request.tools or request.tool_choice.mode == chat_pb2.TOOL_CHOICE_MODE_NONE:
+        return []
+    if request.tool_choice.mode == chat_pb2.TOOL_CHOICE_MODE_FUNCTION:
+        return [request.tool_choice.function]
+    names = [t.name for t in request.tools]
+    parallel = not request.HasField("parallel_tool_calls") or request.parallel_tool_calls
+    return names[:2] if parallel else names[:1]
+
+
+def _chat_output(request: scheduler_pb2.CreateChatCompletionRequest) -> Iterator[Event]:
+    """The deltas of every choice, round-robin, then `finished`."""
+    n = request.sampling.n or 1
+    calls = _tool_calls(request)
+    if calls:
+        for k, name in enumerate(calls):
+            first = chat_pb2.ToolCallDelta(index=k, id=f"call_{k + 1}", name=name)
+            pieces = [first, *(chat_pb2.ToolCallDelta(index=k, arguments=a) for a in ARGUMENTS)]
+            for piece in pieces:
+                for index in range(n):
+                    yield Event(delta=scheduler_pb2.ContentDelta(index=index, tool_calls=[piece]))
+        yield _finished(n, 4 * len(calls) * n, chat_pb2.FINISH_REASON_TOOL_CALLS)
+        return
+    structured = request.response_format.type in (
+        chat_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT,
+        chat_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+    )
+    texts = STRUCTURED if structured else REPLY
+    for text in texts:
+        for index in range(n):
+            logprobs = _logprobs(text, request.sampling)
+            yield Event(delta=scheduler_pb2.ContentDelta(index=index, text=text, logprobs=logprobs))
+    yield _finished(n, len(texts) * n)
+
+
+def _completion_output(request: scheduler_pb2.CreateCompletionRequest) -> Iterator[Event]:
+    """Each choice's text (after its prompt, with echo); choice p*n+j answers prompt p."""
+    n = request.sampling.n or 1
+    prompts = request.prompt.prompts
+    choices = len(prompts) * n
+    if request.prompt.echo:
+        for index in range(choices):
+            yield Event(delta=scheduler_pb2.ContentDelta(index=index, text=prompts[index // n]))
+    for text in REPLY:
+        for index in range(choices):
+            logprobs = _logprobs(text, request.sampling)
+            yield Event(delta=scheduler_pb2.ContentDelta(index=index, text=text, logprobs=logprobs))
+    yield _finished(choices, len(REPLY) * choices)
+
+
+def _embedding(index: int, dimensions: int) -> list[float]:
+    vector = [0.0] * dimensions
+    vector[index % dimensions], vector[(index + 1) % dimensions] = 0.6, 0.8
+    return vector
+
+
+def _admit(model: str, needs: Needs) -> None:
+    """The core's capability check against the fake's declarations."""
+    declared = CAPABILITIES.get(model)
+    capabilities.check(model, needs, [declared] if declared else [])
 
 
 class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -118,16 +234,67 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[Event]:
         self.seen.requests.append(request)
-        scenario = request.model
-        if scenario == "rate-limited":
+        await self._admit(request, context)
+        check_chat_request(request)
+        _admit(request.model, admission.chat_needs(request))
+        async for event in self._relay(request, context, _chat_output(request)):
+            yield event
+
+    async def CreateCompletion(
+        self,
+        request: scheduler_pb2.CreateCompletionRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[scheduler_pb2.CreateCompletionResponse]:
+        self.seen.completions.append(request)
+        await self._admit(request, context)
+        check_completion_request(request)
+        _admit(request.model, admission.completion_needs(request))
+        async for event in self._relay(request, context, _completion_output(request)):
+            # The two event messages are the same, field for field.
+            yield scheduler_pb2.CreateCompletionResponse.FromString(event.SerializeToString())
+
+    async def CreateEmbedding(
+        self,
+        request: scheduler_pb2.CreateEmbeddingRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> scheduler_pb2.CreateEmbeddingResponse:
+        self.seen.embeddings.append(request)
+        await self._admit(request, context)
+        check_embedding_request(request)
+        _admit(request.model, admission.embedding_needs(request))
+        await self._refusals(request.model, context)
+        if request.model != EMBEDDER:
+            raise NotFound(
+                f"model '{request.model}' is not served", code="model_not_found", param="model"
+            )
+        dimensions = request.dimensions if request.HasField("dimensions") else EMBEDDING_DIMENSIONS
+        tokens = sum(len(i.token_ids) or len(i.text.split()) for i in request.inputs)
+        return scheduler_pb2.CreateEmbeddingResponse(
+            started=_started(request.model).started,
+            data=[
+                chat_pb2.Embedding(index=i, values=_embedding(i, dimensions))
+                for i in range(len(request.inputs))
+            ],
+            usage=chat_pb2.Usage(prompt_tokens=tokens, total_tokens=tokens),
+        )
+
+    async def _admit(
+        self,
+        request: Request | scheduler_pb2.CreateEmbeddingRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        if request.model == "rate-limited":
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 "rate limit reached: 60 requests per minute",
                 (("retry-after-ms", "1500"), *RATE_HEADERS),
             )
         await self._auth(context)
-        check_chat_request(request)
-        events = self._script(request, context)
+
+    async def _relay(
+        self, request: Request, context: grpc.aio.ServicerContext, output: Iterator[Event]
+    ) -> AsyncIterator[Event]:
+        events = self._script(request, context, output)
         if request.collect and not self.ignores_collect:
             events = _collected(events)
         try:
@@ -137,10 +304,8 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
             self.seen.cancelled.set()
             raise
 
-    async def _script(
-        self, request: scheduler_pb2.CreateChatCompletionRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Event]:
-        scenario = request.model
+    @staticmethod
+    async def _refusals(scenario: str, context: grpc.aio.ServicerContext) -> None:
         aborts = {
             "forbidden": (
                 grpc.StatusCode.PERMISSION_DENIED,
@@ -154,7 +319,13 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
             await context.abort(code, message, (("retry-after-ms", "250"),))
         if scenario == "internal":
             raise RuntimeError("database password is hunter2")
-        if scenario not in (MODEL, "queued", "fail-mid", "slow", "pause", "unfinished", "too-long"):
+
+    async def _script(
+        self, request: Request, context: grpc.aio.ServicerContext, output: Iterator[Event]
+    ) -> AsyncIterator[Event]:
+        scenario = request.model
+        await self._refusals(scenario, context)
+        if scenario not in _SERVED:
             raise NotFound(
                 f"model '{scenario}' is not served", code="model_not_found", param="model"
             )
@@ -170,10 +341,9 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
             )
         if scenario == "pause":
             await asyncio.sleep(0.5)
-        n = request.sampling.n or 1
-        for text in REPLY:
-            for index in range(n):
-                yield Event(delta=scheduler_pb2.ContentDelta(index=index, text=text))
+        events = list(output)
+        for event in events[:-1]:
+            yield event
         if scenario == "fail-mid":
             await context.abort(grpc.StatusCode.UNAVAILABLE, "worker w-1 went away mid-stream")
         if scenario == "unfinished":
@@ -183,24 +353,34 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
             while True:
                 await asyncio.sleep(0.05)
                 yield Event(delta=scheduler_pb2.ContentDelta(index=0, text="."))
-        yield _finished(n, len(REPLY) * n)
+        yield events[-1]
 
 
 async def _collected(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    """The whole answer in one `completed` event, as the core sends it when asked to collect."""
+    """The whole answer in one `completed` event, as the core sends it when asked to collect:
+    each choice's text and logprobs joined, its tool calls one whole call per index."""
     done = scheduler_pb2.CompletedChatCompletion()
-    texts: dict[int, str] = {}
+    choices: dict[int, scheduler_pb2.ContentDelta] = {}
+    calls: dict[tuple[int, int], chat_pb2.ToolCallDelta] = {}
     async for event in events:
         kind = event.WhichOneof("event")
         if kind == "started":
             done.started.CopyFrom(event.started)
         elif kind == "delta":
-            texts[event.delta.index] = texts.get(event.delta.index, "") + event.delta.text
+            delta = event.delta
+            choice = choices.setdefault(delta.index, scheduler_pb2.ContentDelta(index=delta.index))
+            choice.text += delta.text
+            choice.logprobs.extend(delta.logprobs)
+            for piece in delta.tool_calls:
+                call = calls.get((delta.index, piece.index))
+                if call is None:
+                    calls[delta.index, piece.index] = call = choice.tool_calls.add()
+                    call.CopyFrom(piece)
+                else:
+                    call.arguments += piece.arguments
         elif kind == "finished":
             done.finished.CopyFrom(event.finished)
-            done.choices.extend(
-                scheduler_pb2.ContentDelta(index=i, text=t) for i, t in sorted(texts.items())
-            )
+            done.choices.extend(choice for _, choice in sorted(choices.items()))
             yield Event(completed=done)
 
 
