@@ -7,6 +7,7 @@ llama-cpp-python server on a tiny random model, and a worker fronting it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +22,9 @@ import httpx
 import openai
 import pytest
 from llama_upstream import (
+    EMBED_ALIAS,
     MODEL_ALIAS,
+    WIDTH,
     LlamaServer,
     free_port,
     require_llama,
@@ -106,12 +109,15 @@ def cloud(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @contextlib.contextmanager
-def worker(cloud: Cloud, upstream: LlamaServer, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    cloud: Cloud, upstream: LlamaServer, log: Path, *options: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """`gpucloud worker --backend openai` in front of `upstream`, registered and serving."""
     command = [
         sys.executable, "-m", "gpucloud_launcher.cli", "worker",
         "--core", cloud.grpc, "--token", JOIN_TOKEN, "--name", f"llama-{upstream.port}",
         "--backend", "openai", "--upstream", upstream.url, "--slots", "1", "--heartbeat", "1",
+        *options,
     ]  # fmt: skip
     proc = _spawn(command, log)
     try:
@@ -201,3 +207,85 @@ def test_upstream_dying_mid_stream_ends_the_stream_and_the_worker_recovers(
         _wait_until(lambda: _state(cloud, name) == "online", "worker online again", 10)
         completion = sdk.chat.completions.create(model=doomed, messages=HELLO, max_tokens=4)
         assert len(completion.choices[0].message.content or "") == 4
+
+
+OK_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "ok",
+        "parameters": {
+            "type": "object",
+            "properties": {"ok": {"type": "boolean"}},
+            "required": ["ok"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_a_forced_tool_call_through_every_hop(served: Cloud) -> None:
+    completion = served.sdk.chat.completions.create(
+        model=MODEL_ALIAS, messages=HELLO, max_tokens=64, tools=[OK_TOOL],
+        tool_choice={"type": "function", "function": {"name": "ok"}},
+    )  # fmt: skip
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls or []
+    assert call.type == "function"
+    assert call.function.name == "ok"
+    assert json.loads(call.function.arguments) in ({"ok": True}, {"ok": False})
+
+
+def test_logprobs_through_every_hop(served: Cloud) -> None:
+    completion = served.sdk.chat.completions.create(
+        model=MODEL_ALIAS, messages=HELLO, max_tokens=6, logprobs=True, top_logprobs=2
+    )
+    logprobs = completion.choices[0].logprobs
+    assert logprobs is not None and logprobs.content is not None
+    assert "".join(t.token for t in logprobs.content) == completion.choices[0].message.content
+    assert all(len(t.top_logprobs) == 2 for t in logprobs.content)
+
+
+def test_what_llama_cpp_refuses_reaches_the_client_as_a_400_with_its_reason(
+    served: Cloud,
+) -> None:
+    """The worker declares json_schema by default; llama-cpp-python takes json_object only."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        served.sdk.chat.completions.create(
+            model=MODEL_ALIAS, messages=HELLO, max_tokens=4,
+            response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": {}}},
+        )  # fmt: skip
+    assert caught.value.status_code == 400
+    assert "response_format.type: Input should be 'text' or 'json_object'" in str(caught.value)
+
+
+def test_a_text_completion_through_every_hop(served: Cloud) -> None:
+    completion = served.sdk.completions.create(
+        model=MODEL_ALIAS, prompt="Once upon", max_tokens=4, echo=True
+    )
+    text = completion.choices[0].text
+    assert text.startswith("Once upon")
+    assert len(text) == len("Once upon") + 4
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 4
+
+
+def test_embeddings_through_every_hop(cloud: Cloud, tmp_path: Path) -> None:
+    embedder = write_tiny_llama(tmp_path / "tiny-embed.gguf", embedding=True)
+    with (
+        running_llama(
+            embedder, tmp_path / "llama.log", "--embedding", "true", alias=EMBED_ALIAS
+        ) as upstream,
+        worker(
+            cloud, upstream, tmp_path / "worker.log",
+            "--embedding-models", f"{EMBED_ALIAS}:{WIDTH}", "--capabilities", "none",
+        ),
+    ):  # fmt: skip
+        answer = cloud.sdk.embeddings.create(model=EMBED_ALIAS, input=["hello", "world"])
+        assert [e.index for e in answer.data] == [0, 1]
+        assert all(len(e.embedding) == WIDTH for e in answer.data)
+        assert answer.usage.prompt_tokens > 0
+        with pytest.raises(openai.BadRequestError) as caught:
+            cloud.sdk.chat.completions.create(model=EMBED_ALIAS, messages=HELLO, max_tokens=2)
+        assert "embedding model" in str(caught.value)
