@@ -43,6 +43,12 @@ class SimBackend:
     caching) driven in real time: `speed` divides every delay (10 runs ten times
     faster than real time; 0, like math.inf, runs without delays, for benchmarks).
     `seed` makes requests without their own seed reproducible across a run.
+
+    What a generation says is generation.plan's: text, tool calls and JSON answers
+    that validate against their schemas, logprobs, text completions. Presence and
+    frequency penalties weigh repeated words down (text.TextStream); logit_bias is
+    accepted and ignored, its ids being a real tokenizer's, which the sim has not.
+    Embedding models embed (`embed`) as prefill-only sequences on the same timeline.
     """
 
     def __init__(

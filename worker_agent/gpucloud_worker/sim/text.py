@@ -93,7 +93,7 @@ def _build_chain() -> dict[tuple[str, str], tuple[str, ...]]:
 _CHAIN = _build_chain()
 
 
-# The corpus's words, bare: the alternatives logprobs name.
+# The corpus's words, bare and lower-case: the alternatives logprobs name.
 VOCABULARY: tuple[str, ...] = tuple(sorted({w.strip(".,!?").lower() for w in _CORPUS.split()}))
 # Cap on a penalty's exponent, so a negative penalty on a long answer cannot overflow.
 _MAX_BOOST = 50.0
