@@ -3,6 +3,7 @@ models, billed by input tokens and timed as one prefill on the engine."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -122,3 +123,15 @@ async def test_embedding_is_one_prefill_step_on_the_timeline(backend: SimBackend
 async def test_no_inputs_embed_to_nothing(backend: SimBackend) -> None:
     result = await backend.embed(request())
     assert (result.vectors, result.prompt_tokens, backend.engine.now) == ((), 0, 0.0)
+
+
+async def test_a_cancelled_embedding_frees_its_sequences() -> None:
+    backend = SimBackend("rtx4090", [BGE_SMALL], speed=1.0)
+    task = asyncio.create_task(backend.embed(request(*(["word " * 400] * 64))))
+    while backend.active_sequences == 0:
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert backend.active_sequences == 0
+    await backend.close()
