@@ -41,7 +41,7 @@ def model_ids(value: str) -> tuple[str, ...] | None:
 # What an upstream may do with its chat models, as --capabilities names them (the fields
 # of ModelCapabilities). Content parts are not among them: the backend interface carries
 # message text only, so a worker that declared image input would drop the images.
-# All four are the default: vLLM, SGLang and llama.cpp's server do them all.
+# All four are the default, as vLLM, SGLang and llama.cpp's llama-server do them all.
 CHAT_FEATURES = ("tools", "json_schema", "logprobs", "completions")
 _CONTENT_PARTS = ("image_input", "audio_input", "file_input")
 

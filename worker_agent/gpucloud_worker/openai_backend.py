@@ -53,12 +53,15 @@ log = logging.getLogger(__name__)
 
 BACKEND_NAME = "openai"
 _TRAFFIC_WINDOW_S = 10.0  # two heartbeats
-# What vLLM, SGLang and llama.cpp's server all do with a chat model.
+# What vLLM, SGLang and llama.cpp's llama-server do with a chat model (llama-cpp-python's
+# server lacks json_schema: --capabilities tools,logprobs,completions for it).
 CHAT_CAPABILITIES = Capabilities(tools=True, json_schema=True, logprobs=True, completions=True)
 
 
 class OpenAIBackend:
-    """Runs each task as one streaming chat completion on the upstream server.
+    """Runs each task on the upstream server: a chat as one streamed chat completion, a
+    text completion as one streamed completion per prompt, an embedding task as one
+    embeddings request.
 
     `upstream` is the API base URL as the OpenAI SDK takes it, e.g.
     `http://127.0.0.1:8000/v1`. `models=None` discovers them from the upstream's
