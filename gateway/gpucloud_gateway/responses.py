@@ -176,15 +176,16 @@ class ResponseStream:
         finally:
             self._call.cancel()
         if outcome is not None:
-            model = self._info.model if self._started and self._info.model else ""
-            self._metrics.failed(status=outcome.status, stream=True, model=model)
+            self._metrics.failed(status=outcome.status, stream=True, model=self._served_model())
             yield encode(self._builder.failed(outcome))
+
+    def _served_model(self) -> str:
+        return self._info.model if self._started and self._info.model else ""
 
     def _cancelled(self) -> None:
         if not self._done:
             self._info.error = "client_disconnected"
-            model = self._info.model if self._started and self._info.model else ""
-            self._metrics.failed(status=499, stream=True, model=model)
+            self._metrics.failed(status=499, stream=True, model=self._served_model())
 
     def _render(self, message: Any) -> bytes:
         kind = message.WhichOneof("event")

@@ -151,7 +151,7 @@ class RequestEcho(TypedDict):
 
 
 class Response(TypedDict):
-    """A model response. Never stored (`store` is always false), so it cannot be
+    """A model response. Never stored, whatever the request's `store` says: it cannot be
     retrieved later nor continued with `previous_response_id`."""
 
     id: str
@@ -169,7 +169,6 @@ class Response(TypedDict):
     parallel_tool_calls: bool
     previous_response_id: None
     reasoning: Reasoning
-    store: Literal[False]
     temperature: float | None
     text: TextConfig
     tool_choice: ToolChoice
@@ -261,7 +260,6 @@ class ArgumentsDoneEvent(TypedDict):
     sequence_number: int
     item_id: str
     output_index: int
-    name: str
     arguments: str
 
 
@@ -304,7 +302,6 @@ def response(
         "parallel_tool_calls": echo["parallel_tool_calls"],
         "previous_response_id": None,
         "reasoning": {"effort": None, "summary": None},
-        "store": False,
         "temperature": echo["temperature"],
         "text": echo["text"],
         "tool_choice": echo["tool_choice"],

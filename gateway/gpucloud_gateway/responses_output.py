@@ -26,6 +26,12 @@ _INCOMPLETE: dict[int, objects.IncompleteReason] = {
     chat_pb2.FINISH_REASON_LENGTH: "max_output_tokens",
     chat_pb2.FINISH_REASON_CONTENT_FILTER: "content_filter",
 }
+# A Response's status -> its items' (those of a queued or running response are in progress).
+_ITEM_STATUS: dict[str, objects.ItemStatus] = {
+    "completed": "completed",
+    "incomplete": "incomplete",
+    "failed": "incomplete",
+}
 
 
 @dataclass(slots=True)
@@ -94,11 +100,11 @@ class ResponseBuilder:
         obfuscate: bool = False,
     ) -> None:
         self.id = f"resp_{key}"
-        self._obfuscate = obfuscate
         self.model = model
         self._key = key
         self._created_at = created_at
         self._echo = echo
+        self._obfuscate = obfuscate
         self._seq = 0
         self._items: list[_Text | _Call] = []
         self._text: _Text | None = None
@@ -111,9 +117,7 @@ class ResponseBuilder:
         return event
 
     def response(self, status: objects.Status) -> objects.Response:
-        item_status: objects.ItemStatus = "in_progress" if status == "in_progress" else "completed"
-        if status in ("incomplete", "failed"):
-            item_status = "incomplete"
+        item_status = _ITEM_STATUS.get(status, "in_progress")
         output = [item.item(item_status) for item in self._items]
         return objects.response(self.id, self._created_at, self.model, self._echo, status, output)
 
@@ -236,11 +240,9 @@ class ResponseBuilder:
     def _close(self, item: _Text | _Call, status: objects.ItemStatus) -> list[Event]:
         where = {"item_id": item.id, "output_index": item.index}
         if isinstance(item, _Call):
+            arguments = "".join(item.arguments)
             done = self._event(
-                "response.function_call_arguments.done",
-                **where,
-                name=item.name,
-                arguments="".join(item.arguments),
+                "response.function_call_arguments.done", **where, arguments=arguments
             )
             return [done, self._item_done(item, status)]
         part = item.part()

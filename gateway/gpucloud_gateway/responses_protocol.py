@@ -250,7 +250,7 @@ RESPONSES_REQUEST = Body(
             "gpucloud has one tier, its queue priorities aside",
             accepted=["auto", "default"],
         ),
-        Flag("store", "Accepted, but nothing is stored: every answer says `store: false`."),
+        Flag("store", "Accepted (true is the default), but gpucloud stores no responses."),
         Boolean("stream", "Stream the response as server-sent events."),
         STREAM_OPTIONS,
         p.TEMPERATURE,
