@@ -155,6 +155,8 @@ async def test_prompt_tokens_are_the_cores_estimate_with_tool_calls_and_tools(
         model=LLAMA_8B,
         messages=[
             chat_pb2.ChatMessage(role="system", content="Be brief."),
+            chat_pb2.ChatMessage(role="user", content="Tell me a secret."),
+            chat_pb2.ChatMessage(role="assistant", refusal="I cannot share secrets."),
             chat_pb2.ChatMessage(role="user", content="Weather in Oslo, please?"),
             chat_pb2.ChatMessage(role="assistant", tool_calls=[call]),
             chat_pb2.ChatMessage(role="tool", content='{"temp": 3}', tool_call_id="call_1"),

@@ -95,6 +95,7 @@ class Message:
     name: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str = ""
+    refusal: str = ""  # an assistant's earlier refusal
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ def _message(m: chat_pb2.ChatMessage) -> Message:
         m.name,
         tuple(ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls),
         m.tool_call_id,
+        m.refusal,
     )
 
 

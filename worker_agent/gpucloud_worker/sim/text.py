@@ -58,9 +58,10 @@ _SENTENCE_ENDS = (".", "!", "?")
 
 
 def message_text(message: Message) -> str:
-    """A message's text as the core's estimate counts it: content, then its tool calls."""
+    """A message's text as the core's estimate counts it: content, refusal, then its tool
+    calls (servicers.admission.message_texts)."""
     calls = "".join(tool_call_text(call.name, call.arguments) for call in message.tool_calls)
-    return message.content + calls
+    return message.content + message.refusal + calls
 
 
 def tools_message(tools: Sequence[Tool]) -> str:
