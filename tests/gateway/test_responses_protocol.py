@@ -136,6 +136,22 @@ async def test_image_and_file_parts_travel_in_order_beside_the_joined_text(
     assert message.parts[2].file.filename == "a.pdf"
 
 
+async def test_audio_parts_and_an_assistants_refusal_travel(
+    client: httpx.AsyncClient, fake_core: FakeCore
+) -> None:
+    audio = {"type": "input_audio", "input_audio": {"data": "UklGR", "format": "wav"}}
+    refusal = {"type": "refusal", "refusal": "I can't."}
+    items = [
+        {"role": "user", "content": [audio]},
+        {"type": "message", "role": "assistant", "content": [refusal]},
+    ]
+    request = await sent(client, fake_core, input=items, text={"format": {"type": "text"}})
+    heard, refused = request.messages
+    assert heard.parts[0].input_audio == chat_pb2.InputAudio(data="UklGR", format="wav")
+    assert (refused.content, refused.refusal, list(refused.parts)) == ("", "I can't.", [])
+    assert request.response_format.type == chat_pb2.RESPONSE_FORMAT_TYPE_TEXT
+
+
 async def test_tools_choice_parallel_calls_and_json_schema_reach_the_core(
     client: httpx.AsyncClient, fake_core: FakeCore
 ) -> None:
