@@ -68,7 +68,7 @@ class Content(Field):
         super().__init__(name, description, **kw)
         at = f"{self.param}[]"
         part = Tagged("content", "A part.", _part_variants(at), required=True, param=at)
-        self._parts = Items(name, description, part, param=self.param)
+        self._parts = Items(name, "Parts.", part, required=True, param=self.param)
 
     def check(self, value: Any) -> str | list[Part]:
         if isinstance(value, str):
@@ -81,7 +81,7 @@ class Content(Field):
     def schema(self) -> Schema:
         return {
             "description": self.description,
-            "anyOf": [{"type": "string"}, self._parts.schema()],
+            "anyOf": [{"type": "string"}, self._parts.schema(), {"type": "null"}],
         }
 
 

@@ -247,7 +247,7 @@ class ToolChoice(Field):
         self._named = Tagged(
             name,
             "The function the model must call.",
-            {"function": [Object("function", "", function, required=True, param=at)]},
+            {"function": [Object("function", "The function.", function, required=True, param=at)]},
             required=True,
             param=self.param,
             into=lambda _, values: named_tool(values["function"]["name"]),
