@@ -1,4 +1,5 @@
-"""A small Python client for a gpucloud gateway: management API, chat and streaming.
+"""A small Python client for a gpucloud gateway: management API, chat, streaming, text
+completions and embeddings.
 
     from gpucloud_gateway.client import Client
 
@@ -8,6 +9,8 @@
         print(cloud.chat([{"role": "user", "content": "Hello!"}])["choices"][0])
         for chunk in cloud.stream([{"role": "user", "content": "Hello!"}]):
             print(chunk["choices"][0]["delta"].get("content", "") if chunk["choices"] else "")
+        print(cloud.complete("Once upon a time", max_tokens=32)["choices"][0]["text"])
+        print(cloud.embed(["a text", "another"], "my-embedding-model")["data"][0]["embedding"])
 
 `AsyncClient` has the same methods as coroutines (and `stream` as an async iterator):
 each endpoint is declared once, on `_Endpoints`, as the `Call` it makes; `Client` and
@@ -228,6 +231,21 @@ class _Endpoints(ABC):
     def chat(self, /, messages: list[Json], model: str | None = None, **params: Any) -> Call[Json]:
         """One chat completion; `model` defaults to the first model the cloud serves."""
         return self._chat_call(messages, model, params)
+
+    @_Endpoint
+    def complete(
+        self, /, prompt: str | list[str], model: str | None = None, **params: Any
+    ) -> Call[Json]:
+        """One legacy text completion; `model` defaults as for `chat`."""
+        body = {"model": model or self.model, "prompt": prompt, **params}
+        needs = model is None and self.model is None
+        return Call("POST", "/v1/completions", "key", dict, body, needs_model=needs)
+
+    @_Endpoint
+    def embed(self, /, input: str | list[Any], model: str, **params: Any) -> Call[Json]:
+        """The embeddings of a text, texts or token ids, with an embedding `model`."""
+        body = {"model": model, "input": input, **params}
+        return Call("POST", "/v1/embeddings", "key", dict, body)
 
 
 class Client(_Endpoints):

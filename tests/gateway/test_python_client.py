@@ -6,7 +6,7 @@ import asyncio
 import inspect
 
 import pytest
-from gateway_fakes import MODEL, FakeCore
+from gateway_fakes import EMBEDDER, MODEL, FakeCore
 
 from gpucloud_gateway.client import AsyncClient, Client, GpucloudError
 
@@ -30,6 +30,10 @@ async def test_login_key_chat_and_stream(live_url: str) -> None:
         text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
         assert text == "Hello world"
         assert chunks[-1]["usage"]["total_tokens"] == 8
+        completion = await cloud.complete("Once", max_tokens=5)
+        assert completion["choices"][0]["text"] == "Hello world"
+        vectors = await cloud.embed(["a", "b"], EMBEDDER, encoding_format="float")
+        assert [d["index"] for d in vectors["data"]] == [0, 1]
         revoked = await cloud.revoke_key(created["key"]["id"])
         assert revoked["revokedAt"] is not None
         assert (await cloud.workers())[0]["id"] == "w-1"
