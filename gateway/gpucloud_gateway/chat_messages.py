@@ -64,6 +64,8 @@ def _part_variants(at: str) -> dict[str, list[Field]]:
 class Content(Field):
     """A message's `content`: a string, or an array of parts."""
 
+    plain = frozenset({str})
+
     def __init__(self, name: str, description: str, **kw: Any) -> None:
         super().__init__(name, description, **kw)
         at = f"{self.param}[]"
@@ -120,20 +122,21 @@ def _add_parts(message: chat_pb2.ChatMessage, parts: list[Part]) -> None:
 
 def _message(values: dict[str, Any]) -> chat_pb2.ChatMessage:
     role: str = values["role"]
-    message = chat_pb2.ChatMessage(
-        role=role,
-        name=values["name"] or "",
-        tool_call_id=values["tool_call_id"] or "",
-        refusal=values["refusal"] or "",
-        tool_calls=values["tool_calls"],
-    )
     content = values["content"]
-    if isinstance(content, str):
-        message.content = content
-    elif content is not None:
-        _add_parts(message, content)
-    elif role not in _CONTENT_OPTIONAL:
-        raise missing(f"{_AT}.content")
+    if isinstance(content, str):  # the common message: a role and text
+        message = chat_pb2.ChatMessage(role=role, content=content, name=values["name"] or "")
+    else:
+        message = chat_pb2.ChatMessage(role=role, name=values["name"] or "")
+        if content is not None:
+            _add_parts(message, content)
+        elif role not in _CONTENT_OPTIONAL:
+            raise missing(f"{_AT}.content")
+    if calls := values["tool_calls"]:
+        message.tool_calls.extend(calls)
+    if call_id := values["tool_call_id"]:
+        message.tool_call_id = call_id
+    if refusal := values["refusal"]:
+        message.refusal += refusal
     return message
 
 

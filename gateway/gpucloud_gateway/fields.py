@@ -3,8 +3,10 @@
 A request type is a table of fields (`Body`, `Query`); parsing walks the table
 and the OpenAPI document is written from it, so what is checked and what is
 documented cannot drift apart. The walk visits only the members present and
-skips the call for values of a plain type, so a chat request's parse costs under
-a microsecond more than the hand-written reads it replaced (about 8 µs in all).
+skips the call for values of a plain type, so a chat request's parse costs about
+a microsecond more than the hand-written reads it replaced (about 10 µs in all,
+messages included). Nested tables (`Object`, `Items`, `Tagged`) read OpenAI's
+objects, arrays and tagged unions the same way, naming the item at fault.
 """
 
 from __future__ import annotations

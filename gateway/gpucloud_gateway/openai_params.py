@@ -148,9 +148,9 @@ def obfuscation(text: str) -> str:
 
 def sampling(values: dict[str, Any]) -> chat_pb2.SamplingParams:
     """The sampling parameters every generation body has (the fields above), from its values."""
-    params = chat_pb2.SamplingParams(
-        stop=values["stop"], logit_bias=values["logit_bias"] or {}, n=values["n"] or 1
-    )
+    params = chat_pb2.SamplingParams(stop=values["stop"], n=values["n"] or 1)
+    if bias := values["logit_bias"]:  # only when given: filling a proto map is not free
+        params.logit_bias.update(bias)
     for name in _OPTIONAL_SAMPLING:
         if (value := values[name]) is not None:
             setattr(params, name, value)

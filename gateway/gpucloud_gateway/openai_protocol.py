@@ -142,9 +142,11 @@ def parse_chat_request(raw: bytes) -> ChatParams:
         messages=values["messages"],
         sampling=_sampling(values),
         user=values["user"] or values["safety_identifier"] or "",
-        tools=values["tools"],
-        metadata=values["metadata"] or {},
     )
+    if tools := values["tools"]:  # the rest only when given: most requests set none of it
+        request.tools.extend(tools)
+    if metadata := values["metadata"]:
+        request.metadata.update(metadata)
     if (priority := values["priority"]) is not None:
         request.priority = priority
     if (choice := values["tool_choice"]) is not None:
