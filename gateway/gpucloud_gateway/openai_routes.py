@@ -32,21 +32,8 @@ from gpucloud_gateway.relay import (
     bearer,
     forwarded_headers,
     note_started,
-    record_completion,
     record_embedding,
-    with_admission_headers,
 )
-
-# Where responses.py found these before they moved to relay.py; import them from there.
-__all__ = [
-    "PREFIXES",
-    "OpenAIRoutes",
-    "bearer",
-    "forwarded_headers",
-    "note_started",
-    "record_completion",
-    "with_admission_headers",
-]
 
 PREFIXES = ("/v1", "/api/v1")
 _STREAMED = "; with `stream: true`, as server-sent events ended by `data: [DONE]`"
