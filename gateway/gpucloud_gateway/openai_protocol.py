@@ -3,7 +3,11 @@
 The gateway checks the JSON's shape only (types, required fields, values the
 contract can carry); every rule on the values (roles, bounds, lengths) is the
 core's (gpucloud_server/servicers/validation.py), which answers INVALID_ARGUMENT
-naming the `param` the way OpenAI does (`messages[0].role`).
+naming the `param` the way OpenAI does (`messages[0].role`), and so is what the
+workers can do (tools, structured output, logprobs, media, context length).
+Every parameter OpenAI documents is honoured or refused with a 400 naming it;
+members it does not document (other servers' extensions) are ignored, as vLLM
+ignores them, so clients written for those servers keep working.
 """
 
 from __future__ import annotations
