@@ -8,20 +8,18 @@ A test module takes the fixtures by importing them under their own names
 
 from __future__ import annotations
 
-import base64
 import json
-import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import conformance
 import httpx2
 import openai
 import pydantic
 import pytest
-from openai.types import Completion, CreateEmbeddingResponse, Model
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types import Model
 from openai.types.responses import Response, ResponseStreamEvent
 from openai.types.shared import ErrorObject
 from up_process import ADMIN_EMAIL, ADMIN_PASSWORD, RunningCloud, running_cloud
@@ -85,77 +83,45 @@ class RecordingTransport(httpx2.BaseTransport):
         self._inner.close()
 
 
-# What each route answers, whole and as stream chunks (None: it does not stream).
-_SHAPES: dict[str, tuple[Any, Any]] = {
-    "/v1/chat/completions": (ChatCompletion, ChatCompletionChunk),
-    "/v1/completions": (Completion, Completion),
-    "/v1/embeddings": (CreateEmbeddingResponse, None),
-    "/v1/responses": (Response, ResponseStreamEvent),
-}
-# Streams that end with `data: [DONE]` (the Responses API ends with its own event).
-_DONE_TERMINATED = ("/v1/chat/completions", "/v1/completions")
-
-
 def strict(shape: Any, data: Any, where: str) -> Any:
-    """`data` validated by openai-python's model `shape` in strict mode (no coercion),
-    with no field the model does not declare."""
+    """`data` validated by openai-python's `shape` in strict mode, with no member the
+    model does not declare (conformance.py's rule, for the shapes it has no helper for)."""
     try:
         value = pydantic.TypeAdapter(shape).validate_python(data, strict=True)
     except pydantic.ValidationError as error:
         raise AssertionError(f"{where}: {error}\n{json.dumps(data)[:2000]}") from None
-    _no_extra(value, where)
+    assert isinstance(value, pydantic.BaseModel)
+    conformance.declared_only(value, where)
     return value
 
 
-def _no_extra(value: Any, where: str) -> None:
-    if isinstance(value, pydantic.BaseModel):
-        extra = value.model_extra or {}
-        assert not extra, f"{where}: fields openai-python does not know: {sorted(extra)}"
-        for name in type(value).model_fields:
-            _no_extra(getattr(value, name), f"{where}.{name}")
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _no_extra(item, f"{where}[{i}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _no_extra(item, f"{where}.{key}")
+_RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed", "error")
 
 
-def sse_data(body: str, where: str, done: bool) -> list[Any]:
-    """The JSON payloads of a server-sent event stream, in order; with `done`, the stream
-    must end with `data: [DONE]` and nothing may follow it."""
-    payloads: list[str] = []
-    for line in body.splitlines():
-        if line.startswith("data:"):
-            payloads.append(line[5:].strip())
-    if done:
-        assert payloads and payloads[-1] == "[DONE]", f"{where}: no final [DONE]: {body[-500:]}"
-        payloads.pop()
-    assert "[DONE]" not in payloads, f"{where}: data after [DONE]"
-    return [json.loads(payload) for payload in payloads]
+def responses_events(text: str) -> list[Any]:
+    """A Responses stream's events, each `event:` line naming its data's type; the API
+    ends it with its own terminal event, not [DONE]."""
+    events = []
+    for block in text.split("\n\n"):
+        lines = block.splitlines()
+        data = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+        if not data:
+            continue
+        assert len(data) == 1, block
+        event = json.loads(data[0])
+        named = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+        assert named in ([], [event["type"]]), block
+        events.append(strict(ResponseStreamEvent, event, f"event {len(events)}"))
+    assert events and events[-1].type in _RESPONSE_ENDS, text[-300:]
+    return events
 
 
-def _completion_chunk(data: Any) -> Any:
-    """openai-python reads a streamed text completion with the whole completion's model,
-    whose finish_reason is not optional, though the API streams null until a choice ends
-    (as the chat chunk's model allows): a null reads as "stop" here, nothing else."""
-    for choice in data.get("choices", []) if isinstance(data, dict) else []:
-        if "finish_reason" in choice and choice["finish_reason"] is None:
-            choice["finish_reason"] = "stop"
-    return data
-
-
-def _decoded_embeddings(data: Any, request: dict[str, Any], where: str) -> Any:
-    """base64 embeddings (the SDK's default) as the float lists the model declares."""
-    if request.get("encoding_format") != "base64" or not isinstance(data, dict):
-        return data
-    for item in data.get("data", []):
-        packed = item.get("embedding")
-        assert isinstance(packed, str), f"{where}: base64 asked, got {type(packed).__name__}"
-        raw = base64.b64decode(packed, validate=True)
-        assert len(raw) % 4 == 0, f"{where}: {len(raw)} bytes is not float32s"
-        item["embedding"] = list(struct.unpack(f"<{len(raw) // 4}f", raw))
-    return data
+def _check_embeddings(body: Any, request: dict[str, Any]) -> None:
+    """Vectors as asked: base64 text for encoding_format base64 (the SDK's default)."""
+    packed = request.get("encoding_format") == "base64"
+    for item in body["data"]:
+        assert isinstance(item["embedding"], str if packed else list), request
+    conformance.embeddings(body)
 
 
 def check_exchange(
@@ -163,30 +129,33 @@ def check_exchange(
 ) -> None:
     """One answer of the gateway against openai-python's models: an error envelope, a
     JSON body or an event stream, by route."""
-    where = f"{path} {status}"
+    text = body.decode()
+    streamed = content_type.startswith("text/event-stream")
+    assert streamed or content_type.startswith("application/json"), (path, content_type)
     if status >= 400:
-        envelope = json.loads(body)
-        assert set(envelope) == {"error"}, f"{where}: {envelope}"
-        assert set(envelope["error"]) == {"message", "type", "param", "code"}, f"{where}"
-        strict(ErrorObject, envelope["error"], where)
-        return
-    if path == "/v1/models":
-        for entry in json.loads(body)["data"]:
-            strict(Model, entry, where)
-        return
-    if path.startswith("/v1/models/"):
-        strict(Model, json.loads(body), where)
-        return
-    whole, chunk = _SHAPES[path]
-    if content_type.startswith("text/event-stream"):
-        assert chunk is not None, f"{where}: streamed"
-        for i, data in enumerate(sse_data(body.decode(), where, path in _DONE_TERMINATED)):
-            if path == "/v1/completions":
-                data = _completion_chunk(data)
-            strict(chunk, data, f"{where} chunk {i}")
-        return
-    assert content_type.startswith("application/json"), f"{where}: {content_type}"
-    strict(whole, _decoded_embeddings(json.loads(body), request, where), where)
+        strict(ErrorObject, conformance.error(json.loads(text)), f"{path} {status}")
+    elif path == "/v1/models":
+        for entry in json.loads(text)["data"]:
+            strict(Model, entry, path)
+    elif streamed:
+        _STREAMS[path](text)
+    elif path == "/v1/embeddings":
+        _check_embeddings(json.loads(text), request)
+    else:
+        _BODIES[path](json.loads(text))
+
+
+# The check of each route's answer, streamed and whole (embeddings: above).
+_STREAMS: dict[str, Callable[[str], object]] = {
+    "/v1/chat/completions": conformance.chat_stream,
+    "/v1/completions": conformance.completion_stream,
+    "/v1/responses": responses_events,
+}
+_BODIES: dict[str, Callable[[Any], object]] = {
+    "/v1/chat/completions": conformance.chat_completion,
+    "/v1/completions": conformance.completion,
+    "/v1/responses": lambda body: strict(Response, body, "/v1/responses"),
+}
 
 
 def check_recorded(transport: RecordingTransport) -> int:
