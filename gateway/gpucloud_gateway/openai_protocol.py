@@ -206,9 +206,10 @@ class ChunkRenderer:
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def start(self) -> bytes:
-        """The first chunk of each choice: the assistant role and empty content."""
+        """The first chunk of each choice: the assistant role. No content yet: an answer of
+        tool calls alone has null content, which the SDKs keep only if none was sent."""
         return b"".join(
-            self._event([objects.chunk_choice(i, {"role": "assistant", "content": ""}, None)])
+            self._event([objects.chunk_choice(i, {"role": "assistant"}, None)])
             for i in range(self._n)
         )
 

@@ -202,7 +202,7 @@ async def test_stream_sends_role_deltas_finish_usage_and_done(client: httpx.Asyn
     chunks = events[:-1]
     assert all(c["id"] == "chatcmpl-task123" for c in chunks)
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant"}
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == "Hello world"
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"

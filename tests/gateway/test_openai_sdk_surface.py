@@ -65,6 +65,7 @@ async def test_the_stream_state_assembles_streamed_tool_calls(sdk: openai.AsyncO
         state.handle_chunk(chunk)
     final = state.get_final_completion()
     for choice in final.choices:
+        assert choice.message.content is None  # as in the whole answer
         call = (choice.message.tool_calls or [])[0]
         assert (call.id, call.function.name) == ("call_1", "get_weather")
         assert call.function.arguments == '{"city": "Paris"}'
@@ -110,6 +111,7 @@ async def test_parse_and_stream_parse_tool_arguments_and_content(sdk: openai.Asy
     ) as stream:
         final = await stream.get_final_completion()
     assert final.choices[0].message.parsed == Person(name="Ada", age=36)
+    assert final.choices[0].message.content == '{"name": "Ada", "age": 36}'
 
 
 async def test_logprobs_parse_whole_and_streamed(sdk: openai.AsyncOpenAI) -> None:
