@@ -76,10 +76,16 @@ def transport(recorder: RecordingTransport) -> Iterator[RecordingTransport]:
 
 
 @pytest.fixture
-def chat(cloud: RunningCloud, api_key: str, transport: RecordingTransport) -> ChatOpenAI:
+def http(transport: RecordingTransport) -> Iterator[httpx2.Client]:
+    with httpx2.Client(transport=transport, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture
+def chat(cloud: RunningCloud, api_key: str, http: httpx2.Client) -> ChatOpenAI:
     return ChatOpenAI(
         model=LLAMA, base_url=cloud.openai_url, api_key=api_key, max_retries=0,  # type: ignore[arg-type]
-        http_client=httpx2.Client(transport=transport, timeout=120),
+        http_client=http,
     )  # fmt: skip
 
 
@@ -137,12 +143,11 @@ def test_langchain_stream_yields_chunks_that_join_to_the_text(chat: ChatOpenAI) 
 
 
 def test_langchain_embeddings_embed_documents_and_queries(
-    cloud: RunningCloud, api_key: str, transport: RecordingTransport
+    cloud: RunningCloud, api_key: str, http: httpx2.Client
 ) -> None:
     embeddings = OpenAIEmbeddings(
         model=EMBEDDER, base_url=cloud.openai_url, api_key=api_key,  # type: ignore[arg-type]
-        check_embedding_ctx_length=False, max_retries=0,
-        http_client=httpx2.Client(transport=transport, timeout=120),
+        check_embedding_ctx_length=False, max_retries=0, http_client=http,
     )  # fmt: skip
     documents = ["The tram climbs the hill.", "Sardines on the grill."]
     vectors = embeddings.embed_documents(documents)
