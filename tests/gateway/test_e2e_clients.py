@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import httpx2
 import jsonschema
+import openai
 import pydantic
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
@@ -172,18 +173,23 @@ def litellm() -> Iterator[ModuleType]:
         yield module
 
 
-def connection(cloud: RunningCloud, api_key: str) -> dict[str, Any]:
-    return {"api_base": cloud.openai_url, "api_key": api_key, "max_retries": 0}
+@pytest.fixture
+def connection(cloud: RunningCloud, api_key: str, http: httpx2.Client) -> Iterator[dict[str, Any]]:
+    """litellm's connection arguments, with an openai client of our own: litellm would
+    otherwise cache one per base URL and never close it; ours records its answers."""
+    client = openai.OpenAI(
+        base_url=cloud.openai_url, api_key=api_key, max_retries=0, http_client=http
+    )
+    yield {"api_base": cloud.openai_url, "api_key": api_key, "max_retries": 0, "client": client}
+    client.close()
 
 
 HELLO: Any = [{"role": "user", "content": "Say hello."}]
 
 
-def test_litellm_completion_returns_text(
-    litellm: ModuleType, cloud: RunningCloud, api_key: str
-) -> None:
+def test_litellm_completion_returns_text(litellm: ModuleType, connection: dict[str, Any]) -> None:
     answer = litellm.completion(
-        model=f"openai/{LLAMA}", messages=HELLO, max_tokens=16, **connection(cloud, api_key)
+        model=f"openai/{LLAMA}", messages=HELLO, max_tokens=16, **connection
     )
     assert answer.choices[0].message.content.strip()
     assert answer.choices[0].finish_reason in ("stop", "length")
@@ -191,17 +197,15 @@ def test_litellm_completion_returns_text(
 
 
 def test_litellm_streamed_completion_joins_to_text(
-    litellm: ModuleType, cloud: RunningCloud, api_key: str
+    litellm: ModuleType, connection: dict[str, Any]
 ) -> None:
-    stream = litellm.completion(
-        model=f"openai/{LLAMA}", messages=HELLO, stream=True, **connection(cloud, api_key)
-    )
+    stream = litellm.completion(model=f"openai/{LLAMA}", messages=HELLO, stream=True, **connection)
     pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
     assert len(pieces) > 1 and "".join(pieces).strip()
 
 
 def test_litellm_forced_tool_call_has_valid_arguments(
-    litellm: ModuleType, cloud: RunningCloud, api_key: str
+    litellm: ModuleType, connection: dict[str, Any]
 ) -> None:
     schema = BookFlight.model_json_schema()
     tools = [{"type": "function", "function": {"name": "book_flight", "parameters": schema}}]
@@ -210,7 +214,7 @@ def test_litellm_forced_tool_call_has_valid_arguments(
         messages=[{"role": "user", "content": "Book me a flight to Lisbon."}],
         tools=tools,
         tool_choice={"type": "function", "function": {"name": "book_flight"}},
-        **connection(cloud, api_key),
+        **connection,
     )
     assert answer.choices[0].finish_reason == "tool_calls"
     (call,) = answer.choices[0].message.tool_calls
@@ -220,22 +224,20 @@ def test_litellm_forced_tool_call_has_valid_arguments(
 
 @pytest.mark.parametrize("provider", ["text-completion-openai", "openai"])
 def test_litellm_text_completion_returns_text(
-    litellm: ModuleType, cloud: RunningCloud, api_key: str, provider: str
+    litellm: ModuleType, connection: dict[str, Any], provider: str
 ) -> None:
     answer = litellm.text_completion(
         model=f"{provider}/{LLAMA}", prompt="The capital of Portugal is", max_tokens=8,
-        **connection(cloud, api_key),
+        **connection,
     )  # fmt: skip
     assert answer.choices[0].text.strip()
     assert answer.usage.completion_tokens > 0
 
 
 def test_litellm_embedding_returns_a_vector_per_input(
-    litellm: ModuleType, cloud: RunningCloud, api_key: str
+    litellm: ModuleType, connection: dict[str, Any]
 ) -> None:
-    answer = litellm.embedding(
-        model=f"openai/{EMBEDDER}", input=["one", "two words"], **connection(cloud, api_key)
-    )
+    answer = litellm.embedding(model=f"openai/{EMBEDDER}", input=["one", "two words"], **connection)
     vectors = [item["embedding"] for item in answer.data]
     assert [len(vector) for vector in vectors] == [DIMENSIONS, DIMENSIONS]
     assert vectors[0] != vectors[1]
