@@ -139,11 +139,24 @@ class ChatCompletionChunk(TypedDict):
     obfuscation: NotRequired[str]
 
 
+class ModelCapabilities(TypedDict):
+    """Extension (as vLLM adds max_model_len): what the workers serving a model can do."""
+
+    kind: Literal["chat", "embedding"]
+    tools: bool
+    json_schema: bool
+    logprobs: bool
+    completions: bool
+    max_context_tokens: int | None
+    embedding_dimensions: int | None
+
+
 class Model(TypedDict):
     id: str
     object: Literal["model"]
     created: int
     owned_by: str
+    capabilities: ModelCapabilities
 
 
 class ModelList(TypedDict):
@@ -302,7 +315,22 @@ def chat_completion_chunk(
 
 
 def model(entry: scheduler_pb2.ModelEntry) -> Model:
-    return {"id": entry.id, "object": "model", "created": entry.created, "owned_by": entry.owned_by}
+    c = entry.capabilities
+    return {
+        "id": entry.id,
+        "object": "model",
+        "created": entry.created,
+        "owned_by": entry.owned_by,
+        "capabilities": {
+            "kind": "embedding" if c.embeddings else "chat",
+            "tools": c.tools,
+            "json_schema": c.json_schema,
+            "logprobs": c.logprobs,
+            "completions": c.completions,
+            "max_context_tokens": c.max_context_tokens or None,
+            "embedding_dimensions": c.embedding_dimensions or None,
+        },
+    }
 
 
 def model_list(models: list[Model]) -> ModelList:

@@ -225,7 +225,15 @@ class FakeScheduler(scheduler_pb2_grpc.SchedulerServiceServicer):
     ) -> scheduler_pb2.ListModelsResponse:
         await self._auth(context)
         return scheduler_pb2.ListModelsResponse(
-            models=[scheduler_pb2.ModelEntry(id=MODEL, owned_by="gpucloud", created=1, workers=2)]
+            models=[
+                scheduler_pb2.ModelEntry(
+                    id=MODEL,
+                    owned_by="gpucloud",
+                    created=1,
+                    workers=2,
+                    capabilities=worker_pb2.ModelCapabilities(tools=True, max_context_tokens=4096),
+                )
+            ]
         )
 
     async def CreateChatCompletion(

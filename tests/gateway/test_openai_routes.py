@@ -38,7 +38,23 @@ async def test_models_lists_the_core_models_in_openai_shape(client: httpx.AsyncC
         assert response.status_code == 200
         assert response.json() == {
             "object": "list",
-            "data": [{"id": MODEL, "object": "model", "created": 1, "owned_by": "gpucloud"}],
+            "data": [
+                {
+                    "id": MODEL,
+                    "object": "model",
+                    "created": 1,
+                    "owned_by": "gpucloud",
+                    "capabilities": {
+                        "kind": "chat",
+                        "tools": True,
+                        "json_schema": False,
+                        "logprobs": False,
+                        "completions": False,
+                        "max_context_tokens": 4096,
+                        "embedding_dimensions": None,
+                    },
+                }
+            ],
         }
 
 

@@ -62,7 +62,8 @@ def traffic(stack: Stack) -> dict[str, Any]:
     created = stack.api("POST", "/api/keys", json={"name": "background traffic"})
     secret = created["secret"]
     headers = {"Authorization": f"Bearer {secret}"}
-    models = httpx.get(f"{stack.url}/v1/models", headers=headers, timeout=10).json()["data"]
+    listed = httpx.get(f"{stack.url}/v1/models", headers=headers, timeout=10).json()["data"]
+    models = [m for m in listed if m["capabilities"]["kind"] == "chat"]
 
     def ask(i: int) -> int:
         body = {

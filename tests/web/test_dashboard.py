@@ -134,17 +134,23 @@ def test_a_request_the_worker_refuses_shows_in_recent_errors_live(
     # Stats come down the same watch as task errors: once they show, the error cannot be missed.
     expect(page.get_by_test_id("stat-rps-value")).to_have_text(RATE)
     secret = stack.api("POST", "/api/keys", json={"name": "error maker"})["secret"]
+    # The core admits it (the model declares json_schema); the worker finds that no value
+    # fits the schema and refuses the task.
+    impossible = {"type": "string", "minLength": 5, "maxLength": 2}
     body = {
         "model": MODEL,
-        "messages": [{"role": "user", "content": "Write more than you can hold."}],
-        "max_tokens": 1_000_000,  # within the API's bound, past any model's context
+        "messages": [{"role": "user", "content": "Answer in the schema."}],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "impossible", "schema": impossible},
+        },
     }
     answer = stack.complete(secret, body)
     assert answer.status_code == 400, answer.text
-    assert answer.json()["error"]["code"] == "context_length_exceeded"
+    assert answer.json()["error"]["param"] == "response_format"
 
     errors = page.get_by_test_id("recent-errors").locator("li")
-    refused = errors.filter(has_text="maximum context length")
+    refused = errors.filter(has_text="admits no value")
     expect(refused).to_have_count(1)
     expect(refused).to_contain_text("INVALID_ARGUMENT")
     expect(refused).to_contain_text(MODEL)
@@ -204,6 +210,9 @@ def test_a_new_key_shows_its_secret_once_and_streams_an_answer_in_the_playground
     page.get_by_test_id("nav-playground").click()
     expect(page.get_by_test_id("pg-key")).to_have_value(key_id)
     expect(page.get_by_test_id("pg-model").locator("option").first).to_be_attached()
+    # Only chat models: the sim's embedding model cannot answer a chat.
+    offered = page.get_by_test_id("pg-model").locator("option").all_inner_texts()
+    assert offered and not any("bge" in model for model in offered), offered
     page.get_by_test_id("pg-system").fill("Answer in plain words.")
     record_output_lengths(page)
     ask(page, "What does a GPU scheduler do?", max_tokens=96)

@@ -153,8 +153,28 @@ def test_place_keys_reuse_the_prompts_capitalised_words() -> None:
 
 @pytest.mark.parametrize(
     "schema",
-    [False, {"$ref": "#/$defs/missing"}, {"anyOf": [False]}, {"$ref": "https://example.com/s"}],
-    ids=["false", "dangling-ref", "empty-union", "remote-ref"],
+    [
+        False,
+        {"$ref": "#/$defs/missing"},
+        {"anyOf": [False]},
+        {"$ref": "https://example.com/s"},
+        {"enum": []},
+        {"type": "string", "minLength": 5, "maxLength": 2},
+        {"type": "integer", "minimum": 5, "maximum": 2},
+        {"type": "array", "minItems": 3, "maxItems": 1},
+        {"type": "no-such-type"},
+    ],
+    ids=[
+        "false",
+        "dangling-ref",
+        "empty-union",
+        "remote-ref",
+        "empty-enum",
+        "string-bounds",
+        "number-bounds",
+        "array-bounds",
+        "not-json-schema",
+    ],
 )
 def test_schemas_without_values_are_refused(schema: Any) -> None:
     with pytest.raises(SchemaError):

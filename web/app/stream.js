@@ -75,7 +75,8 @@ export async function streamChat({ apiKey, request, signal, onQueued, onDelta, o
   if (!finished) throw new ApiError(502, "The stream ended before it was complete.");
 }
 
-/** GET /v1/models with an API key: the model ids it may use. */
+/** GET /v1/models with an API key: the ids of the chat models it may use (embedding
+ * models cannot chat). */
 export async function listModels(apiKey, signal) {
   let response;
   try {
@@ -86,5 +87,5 @@ export async function listModels(apiKey, signal) {
   }
   if (!response.ok) throw await errorFrom(response);
   const body = await response.json();
-  return body.data.map((m) => m.id);
+  return body.data.filter((m) => m.capabilities?.kind !== "embedding").map((m) => m.id);
 }

@@ -17,6 +17,9 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jsonschema
+import referencing.exceptions
+
 from gpucloud_worker.sim import scalars
 
 Schema = Mapping[str, Any]
@@ -43,7 +46,22 @@ def instance(schema: Schema | bool, rng: random.Random, words: Sequence[str] = (
     """A value valid against `schema`, drawn with `rng`; strings reuse `words` (the
     prompt's, so arguments read as if taken from it) where the key suggests it."""
     root = schema if isinstance(schema, Mapping) else {}
-    return _Values(root, rng, tuple(words)).of(schema, 0, "")
+    value = _Values(root, rng, tuple(words)).of(schema, 0, "")
+    # The generator honours the common keywords; what it cannot honour, or a schema that
+    # contradicts itself (minLength above maxLength, say), shows here, never downstream.
+    checked = dict(root)  # `true` admits anything, like {}; `false` never gets here
+    validator_class = jsonschema.validators.validator_for(checked)
+    try:
+        validator_class.check_schema(checked)
+        validator = validator_class(checked)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    except jsonschema.exceptions.SchemaError as exc:
+        raise SchemaError(f"the schema is not valid JSON Schema: {exc.message}") from None
+    except (jsonschema.exceptions.UnknownType, referencing.exceptions.Unresolvable) as exc:
+        raise SchemaError(f"the schema cannot be checked: {exc}") from None
+    if error is not None:
+        raise SchemaError(f"no value the sim can write satisfies it ({error.message})")
+    return value
 
 
 class _Values:
@@ -61,6 +79,8 @@ class _Values:
         if "const" in schema:
             return schema["const"]
         if "enum" in schema:
+            if not schema["enum"]:
+                raise SchemaError("an empty enum admits no value")
             return self.rng.choice(list(schema["enum"]))
         branches = schema.get("anyOf") or schema.get("oneOf")
         if branches:
