@@ -121,18 +121,22 @@ def embedding_request(a: worker_pb2.TaskAssignment) -> EmbeddingRequest:
 
 
 def chunk(task_id: str, attempt: int, c: Chunk) -> worker_pb2.TaskChunk:
-    return worker_pb2.TaskChunk(
+    out = worker_pb2.TaskChunk(
         task_id=task_id,
         attempt=attempt,
         index=c.index,
         text=c.text,
         tokens=c.tokens,
         prompt_tokens=c.prompt_tokens,
-        tool_calls=[
+    )
+    # Plain text is the hot path: the repeated fields are touched only when there is more.
+    if c.tool_calls:
+        out.tool_calls.extend(
             chat_pb2.ToolCallDelta(index=t.index, id=t.id, name=t.name, arguments=t.arguments)
             for t in c.tool_calls
-        ],
-        logprobs=[
+        )
+    if c.logprobs:
+        out.logprobs.extend(
             chat_pb2.TokenLogprob(
                 token=lp.token,
                 logprob=lp.logprob,
@@ -141,8 +145,8 @@ def chunk(task_id: str, attempt: int, c: Chunk) -> worker_pb2.TaskChunk:
                 ],
             )
             for lp in c.logprobs
-        ],
-    )
+        )
+    return out
 
 
 def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> chat_pb2.Usage:

@@ -335,7 +335,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         s = self._scheduler
         if kind == "chunk":
             c = message.chunk
-            delta = Delta(c.index, c.text, tuple(c.tool_calls), tuple(c.logprobs))
+            delta = (
+                Delta(c.index, c.text, tuple(c.tool_calls), tuple(c.logprobs))
+                if c.tool_calls or c.logprobs
+                else Delta(c.index, c.text)  # the hot path: plain text
+            )
             ref = TaskRef(c.task_id, c.attempt)
             s.chunk(worker, ref, delta, tokens=c.tokens, prompt_tokens=c.prompt_tokens)
         elif kind == "heartbeat":
@@ -479,14 +483,12 @@ def _reading(g: worker_pb2.GpuMetrics) -> GpuReading:
 
 def _response(response: type[R], event: Started | Delta | Finished | Queued) -> R:
     if isinstance(event, Delta):
-        return response(
-            delta=scheduler_pb2.ContentDelta(
-                index=event.index,
-                text=event.text,
-                tool_calls=cast(list[chat_pb2.ToolCallDelta], event.tool_calls),
-                logprobs=cast(list[chat_pb2.TokenLogprob], event.logprobs),
-            )
-        )
+        delta = scheduler_pb2.ContentDelta(index=event.index, text=event.text)
+        if event.tool_calls:
+            delta.tool_calls.extend(cast(list[chat_pb2.ToolCallDelta], event.tool_calls))
+        if event.logprobs:
+            delta.logprobs.extend(cast(list[chat_pb2.TokenLogprob], event.logprobs))
+        return response(delta=delta)
     if isinstance(event, Started):
         return response(started=_started(event))
     if isinstance(event, Finished):
