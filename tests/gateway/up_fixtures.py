@@ -124,6 +124,14 @@ def _check_embeddings(body: Any, request: dict[str, Any]) -> None:
     conformance.embeddings(body)
 
 
+def _model(entry: dict[str, Any], where: str) -> None:
+    """A model object: our one documented extension (as vLLM adds max_model_len) checked,
+    then set aside, and the rest strictly."""
+    extension = entry.pop("capabilities")
+    assert extension["kind"] in ("chat", "embedding"), extension
+    strict(Model, entry, where)
+
+
 def check_exchange(
     path: str, request: dict[str, Any], status: int, content_type: str, body: bytes
 ) -> None:
@@ -136,10 +144,9 @@ def check_exchange(
         strict(ErrorObject, conformance.error(json.loads(text)), f"{path} {status}")
     elif path == "/v1/models":
         for entry in json.loads(text)["data"]:
-            # Our one documented extension, as vLLM adds max_model_len: checked, then set aside.
-            extension = entry.pop("capabilities")
-            assert extension["kind"] in ("chat", "embedding"), extension
-            strict(Model, entry, path)
+            _model(entry, path)
+    elif path.startswith("/v1/models/"):
+        _model(json.loads(text), path)
     elif streamed:
         _STREAMS[path](text)
     elif path == "/v1/embeddings":
